@@ -1,0 +1,33 @@
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CONSTRAINTS ?= constraints-cpu.txt
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test lint format demo bench clean
+
+venv: $(STAMP)
+
+# Rebuild only when the dependency declarations change (idempotent).
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev]"
+	touch $(STAMP)
+
+test: venv
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check seabed_hmc tests scripts
+	$(VENV)/bin/ruff format --check seabed_hmc tests scripts
+
+format: venv
+	$(VENV)/bin/ruff format seabed_hmc tests scripts
+	$(VENV)/bin/ruff check --fix seabed_hmc tests scripts
+
+bench: venv
+	$(PY) scripts/bench_constraint.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
