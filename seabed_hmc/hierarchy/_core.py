@@ -40,6 +40,10 @@ class Hierarchy:
         separator: the level separator of path-style node names (``" > "``); used to resolve
             labels and to show the hierarchy.
         source: where the hierarchy came from, for error messages.
+
+    Loaders (in :mod:`seabed_hmc.hierarchy.loaders`, attached here as static methods when the package
+    is imported): ``Hierarchy.from_paths``, ``from_path_file``, ``from_edges``, ``from_parent_table``,
+    ``from_catami_json``, ``from_folder``, ``from_arff`` and ``Hierarchy.load`` (dispatch on file type).
     """
 
     def __init__(
@@ -61,13 +65,19 @@ class Hierarchy:
                 raise HierarchyError(f"node {name!r} is defined twice{where}; node names must be unique")
             self._index[name] = i
         if isinstance(parents, Mapping):
+            strangers = [key for key in parents if str(key) not in self._index]
+            if strangers:
+                raise HierarchyError(
+                    f"the parent mapping{where} has entries for {strangers[:5]}, which are not in the node "
+                    "list; add them to the nodes or drop the entries"
+                )
             parents = [parents.get(name, ()) for name in nodes]
         if len(parents) != len(nodes):
             raise HierarchyError(f"{len(nodes)} nodes but {len(parents)} parent lists{where}")
         self.nodes: tuple[str, ...] = tuple(nodes)
         self.separator = separator
         self.parents: tuple[tuple[int, ...], ...] = tuple(
-            tuple(sorted({self._resolve_parent(p, child, where) for p in plist}))
+            tuple(sorted({self._resolve_parent(p, child, where) for p in _parent_list(plist)}))
             for child, plist in zip(nodes, parents, strict=True)
         )
         children: list[list[int]] = [[] for _ in nodes]
@@ -82,9 +92,16 @@ class Hierarchy:
             excluded = [n for n in nodes if n == ARTIFICIAL_ROOT]
             if len(self.roots) == 1:
                 excluded.append(nodes[self.roots[0]])
+        # A single name is one node, not its characters; a generator must survive two passes.
+        excluded = [excluded] if isinstance(excluded, str) else [str(n) for n in excluded]
         unknown = [n for n in excluded if n not in self._index]
         if unknown:
-            raise HierarchyError(f"excluded node(s) {unknown} are not in the hierarchy{where}")
+            close = {n: difflib.get_close_matches(n, self.nodes, n=2) for n in unknown[:3]}
+            hint = "; ".join(f"{n!r}: did you mean {c}?" for n, c in close.items() if c)
+            raise HierarchyError(
+                f"excluded node(s) {unknown} are not in the hierarchy{where}; give node names exactly "
+                f"as in h.nodes (full paths for path-style hierarchies){'; ' + hint if hint else ''}"
+            )
         self.excluded: tuple[str, ...] = tuple(sorted(set(excluded), key=self._index.__getitem__))
 
     # ------------------------------------------------------------------ construction helpers
@@ -92,6 +109,8 @@ class Hierarchy:
         if isinstance(parent, (int, np.integer)):
             if not 0 <= parent < len(self._index):
                 raise HierarchyError(f"node {child!r} has parent index {parent}, out of range{where}")
+            if parent == self._index[child]:
+                raise HierarchyError(f"node {child!r} is its own parent{where}")
             return int(parent)
         if parent not in self._index:
             raise HierarchyError(
@@ -115,12 +134,29 @@ class Hierarchy:
                 if remaining[child] == 0:
                     ready.append(child)
         if len(order) != len(self.nodes):
-            stuck = [self.nodes[i] for i, r in enumerate(remaining) if r > 0]
+            stuck = {i for i, r in enumerate(remaining) if r > 0}
+            cycle = " -> ".join(repr(self.nodes[i]) for i in self._find_cycle(stuck))
             raise HierarchyError(
-                f"the hierarchy{where} has a cycle through {len(stuck)} node(s), e.g. "
-                f"{stuck[:5]}; a node cannot be its own ancestor"
+                f"the hierarchy{where} has a cycle: {cycle} (each is a parent of the next); a node cannot "
+                f"be its own ancestor, so remove one of these links ({len(stuck)} node(s) are on or below "
+                "a cycle)"
             )
         return tuple(order)
+
+    def _find_cycle(self, stuck: set[int]) -> list[int]:
+        """One cycle among the nodes Kahn's algorithm could not place, parent first, closed.
+
+        Every such node has a parent that could not be placed either, so walking up from any of them
+        must revisit a node; the walk from that node on is a cycle.
+        """
+        walk, seen = [min(stuck)], {min(stuck): 0}
+        while True:
+            parent = next(p for p in self.parents[walk[-1]] if p in stuck)
+            if parent in seen:
+                cycle = walk[seen[parent] :][::-1]
+                return [*cycle, cycle[0]]
+            seen[parent] = len(walk)
+            walk.append(parent)
 
     # ------------------------------------------------------------------ basic protocol
     def __len__(self) -> int:
@@ -275,7 +311,9 @@ class Hierarchy:
                 return self._index[normalised]
         raise LabelError(self._unknown_message(text, row))
 
-    def _split_labels(self, label: str | int | Iterable[str | int]) -> list[str | int]:
+    def _split_labels(self, label: str | int | Iterable[str | int] | None) -> list[str | int]:
+        if label is None or (isinstance(label, float) and np.isnan(label)):
+            return []  # a missing entry (None, or NaN from a pandas column) labels no node
         if isinstance(label, str):
             return [part for part in (p.strip() for p in label.split(LABEL_SEPARATOR)) if part]
         if isinstance(label, (int, np.integer)):
@@ -291,8 +329,8 @@ class Hierarchy:
 
         Args:
             labels: one entry per sample: a node name or path, several joined by ``"|"``, or an
-                iterable of names/indices.  An empty entry means "no node" (all known negatives when
-                complete).
+                iterable of names/indices.  An empty entry (``""``, ``[]``, None or NaN) means "no
+                node" (all known negatives when complete).
             complete: per sample (or for all): whether the annotation is complete.  When it is not,
                 the strict descendants of every labelled node are unknown (mask 0).
 
@@ -348,3 +386,12 @@ class Hierarchy:
             separator=data.get("separator", DEFAULT_SEPARATOR),
             source=source,
         )
+
+
+def _parent_list(parents: str | int | Iterable[str | int] | None) -> Iterable[str | int]:
+    """One node's parents as an iterable: a lone name or index is one parent (not its characters)."""
+    if parents is None:
+        return ()
+    if isinstance(parents, (str, int, np.integer)):
+        return (parents,)
+    return parents
