@@ -246,10 +246,9 @@ def _average_precision(scores: np.ndarray, truth: np.ndarray) -> float:
     # the order inside a run of tied scores does not matter, so the faster unstable sort is fine
     order = np.argsort(scores)[::-1]
     sorted_scores = scores[order]
-    hits = np.cumsum(truth[order], dtype=np.int64)
+    hits = np.cumsum(truth[order].astype(np.int64))
     # the last entry of each run of equal scores closes a threshold
-    ends = np.flatnonzero(np.diff(sorted_scores) != 0)
-    ends = np.append(ends, sorted_scores.size - 1)
+    ends = np.flatnonzero(np.append(sorted_scores[1:] != sorted_scores[:-1], True))
     true_positives = hits[ends]
     precision = true_positives / (ends + 1.0)
     recall = true_positives / positives
@@ -281,6 +280,11 @@ def micro_average_precision(
     chosen_scores = scores[selected]
     if not np.issubdtype(chosen_scores.dtype, np.floating):
         chosen_scores = chosen_scores.astype(np.float64)
+    if np.isnan(chosen_scores).any():
+        raise ValueError(
+            f"probabilities contain {int(np.isnan(chosen_scores).sum())} NaN value(s) in known evaluated "
+            "entries; check the model outputs (a diverged run?) before computing AU(PRC)"
+        )
     return _average_precision(chosen_scores, truth[selected])
 
 

@@ -216,6 +216,18 @@ def test_micro_average_precision_without_positives_is_nan(tree):
     assert math.isnan(micro_average_precision(np.full(TARGETS.shape, 0.3), targets, None, tree))
 
 
+def test_micro_average_precision_rejects_nan_scores(tree):
+    probabilities = np.full(TARGETS.shape, 0.3)
+    probabilities[1, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        micro_average_precision(probabilities, TARGETS, None, tree)
+    mask = np.ones_like(TARGETS)
+    mask[1, 2] = 0  # a NaN in an unknown entry is ignored
+    assert micro_average_precision(probabilities, TARGETS, mask, tree) == pytest.approx(
+        average_precision_score(TARGETS[:, 1:][mask[:, 1:] > 0], np.full(15, 0.3))
+    )
+
+
 # ---------------------------------------------------------------------------------------- per depth
 def test_depth_scores_hand_example(tree):
     table = depth_scores(PREDICTED, TARGETS, None, tree)
@@ -333,9 +345,11 @@ def test_masked_entries_change_nothing():
     changed_probabilities = np.where(hidden, rng.random(mask.shape), probabilities)
     changed_targets = np.where(hidden, np.nan, targets)  # unknown targets may be anything, even NaN
     after = evaluate_predictions(changed_probabilities, changed_targets, mask, hierarchy, train_counts=counts)
-    assert before == after
+    np.testing.assert_equal(after, before)  # exact equality, NaN == NaN
     flipped = np.where(hidden, 1 - targets, targets)
-    assert evaluate_predictions(probabilities, flipped, mask, hierarchy, train_counts=counts) == before
+    np.testing.assert_equal(
+        evaluate_predictions(probabilities, flipped, mask, hierarchy, train_counts=counts), before
+    )
 
 
 # ---------------------------------------------------------------------------------------- significance
