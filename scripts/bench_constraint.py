@@ -44,8 +44,10 @@ def without_root(hierarchy: Hierarchy) -> Hierarchy:
     if "root" not in hierarchy:
         return hierarchy
     keep = [n for n in hierarchy.nodes if n != "root"]
-    parents = [[hierarchy.nodes[p] for p in hierarchy.parents[hierarchy.index(n)] if hierarchy.nodes[p] != "root"]
-               for n in keep]
+    parents = [
+        [hierarchy.nodes[p] for p in hierarchy.parents[hierarchy.index(n)] if hierarchy.nodes[p] != "root"]
+        for n in keep
+    ]
     return Hierarchy(keep, parents, excluded=[])
 
 
@@ -115,7 +117,9 @@ def run_case(case: str, heads: int, batch: int, repeats: int, dense: bool) -> di
         result["speedup"] = result["dense_s"] / result["sparse_s"]
         # correctness check in the same run: both give the same constrained probabilities
         p = torch.sigmoid(logits)
-        result["max_abs_difference"] = float((max_constraint(p, hierarchy) - dense_constraint(p, matrix)).abs().max())
+        result["max_abs_difference"] = float(
+            (max_constraint(p, hierarchy) - dense_constraint(p, matrix)).abs().max()
+        )
     return result
 
 
@@ -124,7 +128,9 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=20)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--case", choices=["n13", "n499", "go"], help="run one case in this process (internal)")
+    parser.add_argument(
+        "--case", choices=["n13", "n499", "go"], help="run one case in this process (internal)"
+    )
     args = parser.parse_args()
     if args.case:
         print(json.dumps(run_case(args.case, args.heads, args.batch, args.repeats, dense=args.case != "go")))
@@ -134,16 +140,30 @@ def main() -> None:
     print(f"# {command}   (torch {torch.__version__}, {torch.get_num_threads()} threads)")
     results = {}
     for case in ("n13", "n499", "go"):
-        child = [sys.executable, __file__, "--case", case, "--heads", str(args.heads),
-                 "--batch", str(args.batch), "--repeats", str(args.repeats)]
+        child = [
+            sys.executable,
+            __file__,
+            "--case",
+            case,
+            "--heads",
+            str(args.heads),
+            "--batch",
+            str(args.batch),
+            "--repeats",
+            str(args.repeats),
+        ]
         output = subprocess.run(child, check=True, capture_output=True, text=True).stdout
         results[case] = json.loads(output.strip().splitlines()[-1])
         r = results[case]
-        line = (f"{case:5s} N={r['nodes']:5d} height={r['height']:3d} H={args.heads} B={args.batch}  "
-                f"sparse {r['sparse_s'] * 1000:8.2f} ms  peak RSS {r['sparse_peak_gb']:.2f} GB")
+        line = (
+            f"{case:5s} N={r['nodes']:5d} height={r['height']:3d} H={args.heads} B={args.batch}  "
+            f"sparse {r['sparse_s'] * 1000:8.2f} ms  peak RSS {r['sparse_peak_gb']:.2f} GB"
+        )
         if "dense_s" in r:
-            line += (f"  dense {r['dense_s'] * 1000:9.2f} ms  speedup {r['speedup']:7.1f}x"
-                     f"  max|diff| {r['max_abs_difference']:.1e}")
+            line += (
+                f"  dense {r['dense_s'] * 1000:9.2f} ms  speedup {r['speedup']:7.1f}x"
+                f"  max|diff| {r['max_abs_difference']:.1e}"
+            )
         print(line + f"   [{r['source']}]")
     summary = {
         "speedup_n499": round(results["n499"]["speedup"], 2),

@@ -78,7 +78,9 @@ def box_nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> 
     return torch.tensor(keep, dtype=torch.long, device=boxes.device)
 
 
-def _quantized_nms_unavailable(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+def _quantized_nms_unavailable(
+    boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float
+) -> torch.Tensor:
     raise NotImplementedError(
         "torchvision::qnms needs torchvision's compiled extension, which does not load with this torch build"
     )

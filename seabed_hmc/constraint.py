@@ -90,9 +90,12 @@ def argmax_descendant(scores: torch.Tensor, hierarchy: Hierarchy | ConstraintPla
     plan = hierarchy if isinstance(hierarchy, ConstraintPlan) else constraint_plan(hierarchy)
     nodes = scores.shape[-1]
     if nodes != plan.num_nodes:
-        raise ValueError(f"scores have {nodes} nodes in their last dimension, the hierarchy has {plan.num_nodes}")
-    # Work node-major, (nodes, rest): gathering whole rows is contiguous memory traffic.
-    best = scores.detach().reshape(-1, nodes).t().contiguous()
+        raise ValueError(
+            f"scores have {nodes} nodes in their last dimension, the hierarchy has {plan.num_nodes}"
+        )
+    # Work node-major, (nodes, rest): gathering whole rows is contiguous memory traffic.  Always a
+    # copy: for a single row ``.t().contiguous()`` would alias the caller's tensor.
+    best = scores.detach().reshape(-1, nodes).t().clone(memory_format=torch.contiguous_format)
     rest = best.shape[1]
     if rest == 0:
         return torch.zeros(scores.shape, dtype=torch.long, device=scores.device)
@@ -115,7 +118,9 @@ def max_constraint(scores: torch.Tensor, hierarchy: Hierarchy | ConstraintPlan) 
     return torch.gather(scores, -1, argmax_descendant(scores, hierarchy))
 
 
-def mcloss_inputs(logits: torch.Tensor, targets: torch.Tensor, hierarchy: Hierarchy | ConstraintPlan) -> torch.Tensor:
+def mcloss_inputs(
+    logits: torch.Tensor, targets: torch.Tensor, hierarchy: Hierarchy | ConstraintPlan
+) -> torch.Tensor:
     """The per-node values fed to BCE-with-logits by MCLoss (METHOD.md section 3), in logit space.
 
         z_i = max_{j in D(i)} h_j                      where y_i = 0

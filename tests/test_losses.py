@@ -28,7 +28,9 @@ def tree() -> Hierarchy:
     #     B     C
     #    / \
     #   D   E
-    return Hierarchy(["A", "A > B", "A > C", "A > B > D", "A > B > E"], [[], ["A"], ["A"], ["A > B"], ["A > B"]])
+    return Hierarchy(
+        ["A", "A > B", "A > C", "A > B > D", "A > B > E"], [[], ["A"], ["A"], ["A > B"], ["A > B"]]
+    )
 
 
 @pytest.fixture
@@ -176,8 +178,9 @@ def test_uncertainty_is_detached_and_mode_checked():
 
 
 # ---------------------------------------------------------------------------------------- the objective
-def numpy_objective(logits, targets, mask, hierarchy, weights, weight_target, mode, focal_min, k, reduction,
-                    constrained=True):
+def numpy_objective(
+    logits, targets, mask, hierarchy, weights, weight_target, mode, focal_min, k, reduction, constrained=True
+):
     """METHOD.md section 6 written out with loops and NumPy, from the definitions."""
     heads, batch, nodes = logits.shape
     y = targets
@@ -226,11 +229,28 @@ def test_objective_matches_numpy(tree, labelled, weighted, weight_target, mode, 
     rng = np.random.default_rng(3)
     logits = rng.normal(scale=2.0, size=(3, 5, 5))
     weights = node_weights(tree, targets, mask) if weighted else None
-    loss = RareNodeFocalLoss(tree, weights=weights, weight_target=weight_target, uncertainty=mode,
-                             focal_min=0.25, k=k, reduction=reduction)
+    loss = RareNodeFocalLoss(
+        tree,
+        weights=weights,
+        weight_target=weight_target,
+        uncertainty=mode,
+        focal_min=0.25,
+        k=k,
+        reduction=reduction,
+    )
     value = loss(torch.from_numpy(logits).float(), targets, mask)
-    expected = numpy_objective(logits, targets.numpy(), mask.numpy(), tree,
-                               None if weights is None else weights.numpy(), weight_target, mode, 0.25, k, reduction)
+    expected = numpy_objective(
+        logits,
+        targets.numpy(),
+        mask.numpy(),
+        tree,
+        None if weights is None else weights.numpy(),
+        weight_target,
+        mode,
+        0.25,
+        k,
+        reduction,
+    )
     assert value.item() == pytest.approx(expected, rel=1e-5)
 
 
@@ -239,8 +259,9 @@ def test_flat_baseline_is_plain_bce(tree, labelled):
     logits = torch.randn(1, 5, 5)
     loss = build_loss("flat", tree)
     known = mask * torch.from_numpy(tree.evaluated).float()
-    expected = (torch.nn.functional.binary_cross_entropy_with_logits(logits[0], targets, reduction="none")
-                * known).sum() / known.sum()
+    expected = (
+        torch.nn.functional.binary_cross_entropy_with_logits(logits[0], targets, reduction="none") * known
+    ).sum() / known.sum()
     torch.testing.assert_close(loss(logits, targets, mask), expected)
 
 

@@ -378,7 +378,9 @@ class Hierarchy:
     def from_dict(cls, data: Mapping, source: str | None = None) -> Hierarchy:
         missing = {"nodes", "parents"} - set(data)
         if missing:
-            raise HierarchyError(f"hierarchy record{f' in {source}' if source else ''} lacks {sorted(missing)}")
+            raise HierarchyError(
+                f"hierarchy record{f' in {source}' if source else ''} lacks {sorted(missing)}"
+            )
         return cls(
             data["nodes"],
             data["parents"],

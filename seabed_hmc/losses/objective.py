@@ -53,7 +53,9 @@ class RareNodeFocalLoss(nn.Module):
         if weight_target not in WEIGHT_TARGETS:
             raise ValueError(f"weight_target must be one of {WEIGHT_TARGETS}, got {weight_target!r}")
         if uncertainty is not None and uncertainty not in UNCERTAINTY_MODES:
-            raise ValueError(f"unknown uncertainty mode {uncertainty!r}; choose from {sorted(UNCERTAINTY_MODES)}")
+            raise ValueError(
+                f"unknown uncertainty mode {uncertainty!r}; choose from {sorted(UNCERTAINTY_MODES)}"
+            )
         if reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
         self.hierarchy = hierarchy
@@ -73,8 +75,9 @@ class RareNodeFocalLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"nodes={len(self.hierarchy)}, weighted={self.weights is not None}, weight_target={self.weight_target!r}, "
-            f"uncertainty={self.uncertainty!r}, focal_min={self.focal_min}, k={self.k}, reduction={self.reduction!r}"
+            f"nodes={len(self.hierarchy)}, weighted={self.weights is not None}, "
+            f"weight_target={self.weight_target!r}, uncertainty={self.uncertainty!r}, "
+            f"focal_min={self.focal_min}, k={self.k}, reduction={self.reduction!r}"
         )
 
     def forward(
@@ -126,11 +129,17 @@ class LossPreset:
 PRESETS: dict[str, LossPreset] = {
     preset.name: preset
     for preset in (
-        LossPreset("control", 1, False, None, description="C-HMCNN MCLoss, one head, no weights, no focal factor"),
+        LossPreset(
+            "control", 1, False, None, description="C-HMCNN MCLoss, one head, no weights, no focal factor"
+        ),
         LossPreset("imbalance", 1, True, None, description="MCLoss with rare-node weights only"),
         LossPreset("focal", 20, False, "bbma", description="MCLoss with the focal factor only (ensemble)"),
-        LossPreset("rare_node", 20, True, "bbma", description="the method: node weights x focal factor, ensemble"),
-        LossPreset("flat", 1, False, None, constrained=False, description="flat BCE baseline, no max-constraint"),
+        LossPreset(
+            "rare_node", 20, True, "bbma", description="the method: node weights x focal factor, ensemble"
+        ),
+        LossPreset(
+            "flat", 1, False, None, constrained=False, description="flat BCE baseline, no max-constraint"
+        ),
     )
 }
 

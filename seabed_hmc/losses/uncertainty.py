@@ -114,7 +114,11 @@ def uncertainty(probabilities: torch.Tensor, mode: str) -> torch.Tensor:
     try:
         function = UNCERTAINTY_MODES[mode]
     except KeyError:
-        raise ValueError(f"unknown uncertainty mode {mode!r}; choose one of {sorted(UNCERTAINTY_MODES)}") from None
+        raise ValueError(
+            f"unknown uncertainty mode {mode!r}; choose one of {sorted(UNCERTAINTY_MODES)}"
+        ) from None
     if probabilities.dim() < 2:
-        raise ValueError(f"probabilities must have shape (heads, ..., nodes), got {tuple(probabilities.shape)}")
+        raise ValueError(
+            f"probabilities must have shape (heads, ..., nodes), got {tuple(probabilities.shape)}"
+        )
     return function(probabilities.detach())

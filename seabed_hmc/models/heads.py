@@ -44,12 +44,15 @@ class EnsembleHead(nn.Module):
     ) -> None:
         super().__init__()
         if heads < 1 or layers < 1:
-            raise ValueError(f"need at least one head and one hidden layer, got heads={heads}, layers={layers}")
+            raise ValueError(
+                f"need at least one head and one hidden layer, got heads={heads}, layers={layers}"
+            )
         hidden = in_features if hidden is None else hidden
         self.in_features, self.num_nodes, self.heads, self.hidden = in_features, num_nodes, heads, hidden
         sizes = [in_features] + [hidden] * layers + [num_nodes]
         self.weights = nn.ParameterList(
-            nn.Parameter(torch.empty(heads, fan_in, fan_out)) for fan_in, fan_out in zip(sizes[:-1], sizes[1:])
+            nn.Parameter(torch.empty(heads, fan_in, fan_out))
+            for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True)
         )
         self.biases = nn.ParameterList(nn.Parameter(torch.empty(heads, 1, fan_out)) for fan_out in sizes[1:])
         self.dropout = nn.Dropout(dropout)

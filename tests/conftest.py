@@ -1,0 +1,24 @@
+"""Shared fixtures.  Real data lives beside the project (``../shared/data``) and never in it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+#: The shared real-data folder, resolved relative to this repository (see shared/data/README.md).
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_data_path(*parts: str) -> Path:
+    """``SHARED_DATA / parts``, or skip the calling test (with the reason) when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not available: {path} is absent (it lives beside the project, not in it)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared real-data folder; tests using it skip cleanly where it is absent."""
+    return shared_data_path()
