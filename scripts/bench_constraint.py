@@ -73,7 +73,9 @@ def load(case: str) -> tuple[Hierarchy, str]:
         return tiny_tree(), "synthetic 1-3-9 tree"
     path = FUNCAT if case == "n499" else GO
     if path.exists():
-        return without_root(Hierarchy.from_arff(path)), "../shared/" + str(path.relative_to(SHARED.parents[2]))
+        return without_root(Hierarchy.from_arff(path)), "../shared/" + str(
+            path.relative_to(SHARED.parents[2])
+        )
     if case == "n499":
         return synthetic_tree(499), "synthetic tree (shared data absent)"
     raise SystemExit(f"the GO case needs {path}; run with ../shared/data beside the project")

@@ -13,6 +13,7 @@ from seabed_hmc.hierarchy import Hierarchy
 from tests.strategies import dags, trees
 
 hierarchies = st.one_of(trees(), dags())
+methods = st.sampled_from(["levels", "pairs", "auto"])
 
 
 def brute_force_max(scores: np.ndarray, hierarchy: Hierarchy) -> np.ndarray:
@@ -27,18 +28,23 @@ def random_scores(seed: int, shape: tuple[int, ...]) -> np.ndarray:
 
 
 @settings(max_examples=60, deadline=None)
-@given(hierarchy=hierarchies, seed=st.integers(0, 2**31), leading=st.sampled_from([(), (3,), (2, 4)]))
-def test_max_constraint_equals_brute_force(hierarchy, seed, leading):
+@given(
+    hierarchy=hierarchies,
+    seed=st.integers(0, 2**31),
+    leading=st.sampled_from([(), (3,), (2, 4)]),
+    method=methods,
+)
+def test_max_constraint_equals_brute_force(hierarchy, seed, leading, method):
     scores = random_scores(seed, (*leading, len(hierarchy)))
-    result = max_constraint(torch.from_numpy(scores), hierarchy).numpy()
+    result = max_constraint(torch.from_numpy(scores), hierarchy, method).numpy()
     np.testing.assert_array_equal(result, brute_force_max(scores, hierarchy))
 
 
 @settings(max_examples=60, deadline=None)
-@given(hierarchy=hierarchies, seed=st.integers(0, 2**31))
-def test_outputs_are_coherent(hierarchy, seed):
+@given(hierarchy=hierarchies, seed=st.integers(0, 2**31), method=methods)
+def test_outputs_are_coherent(hierarchy, seed, method):
     probabilities = torch.sigmoid(torch.from_numpy(random_scores(seed, (5, len(hierarchy)))))
-    result = max_constraint(probabilities, hierarchy)
+    result = max_constraint(probabilities, hierarchy, method)
     for child, parents in enumerate(hierarchy.parents):
         for parent in parents:
             assert torch.all(result[:, parent] >= result[:, child])
@@ -46,12 +52,12 @@ def test_outputs_are_coherent(hierarchy, seed):
 
 
 @settings(max_examples=60, deadline=None)
-@given(hierarchy=hierarchies, seed=st.integers(0, 2**31))
-def test_gradient_flows_to_the_maximising_descendant(hierarchy, seed):
+@given(hierarchy=hierarchies, seed=st.integers(0, 2**31), method=methods)
+def test_gradient_flows_to_the_maximising_descendant(hierarchy, seed, method):
     scores = random_scores(seed, (3, len(hierarchy)))  # continuous: no ties
     upstream = random_scores(seed + 1, scores.shape)
     x = torch.from_numpy(scores).requires_grad_(True)
-    (max_constraint(x, hierarchy) * torch.from_numpy(upstream)).sum().backward()
+    (max_constraint(x, hierarchy, method) * torch.from_numpy(upstream)).sum().backward()
     expected = np.zeros_like(scores)
     for row in range(scores.shape[0]):
         for i in range(len(hierarchy)):
@@ -121,11 +127,23 @@ def test_mcloss_gradient_of_positive_node_avoids_negative_descendants():
     assert logits.grad.tolist() == [[0.0, 1.0, 0.0]]
 
 
-def test_hand_example_and_argmax():
+@pytest.mark.parametrize("method", ["levels", "pairs"])
+def test_hand_example_and_argmax(method):
     h = Hierarchy(["A", "A > B", "A > C", "A > B > D"], [[], ["A"], ["A"], ["A > B"]])
     scores = torch.tensor([0.1, 0.2, 0.3, 0.9])
-    assert max_constraint(scores, h).tolist() == pytest.approx([0.9, 0.9, 0.3, 0.9])
-    assert argmax_descendant(scores, h).tolist() == [3, 3, 2, 3]
+    assert max_constraint(scores, h, method).tolist() == pytest.approx([0.9, 0.9, 0.3, 0.9])
+    assert argmax_descendant(scores, h, method).tolist() == [3, 3, 2, 3]
+    with pytest.raises(ValueError, match="method must be one of"):
+        max_constraint(scores, h, "dense")
+
+
+def test_methods_agree_with_infinities_and_nan_rows_stay_in_range():
+    h = Hierarchy(["A", "A > B", "A > C", "A > B > D"], [[], ["A"], ["A"], ["A > B"]])
+    scores = torch.tensor([[float("-inf"), 1.0, float("-inf"), float("-inf")], [float("nan"), 0.0, 1.0, 2.0]])
+    for method in ("levels", "pairs"):
+        index = argmax_descendant(scores, h, method)
+        assert index.min() >= 0 and index.max() < 4
+        assert max_constraint(scores, h, method)[0].tolist() == [1.0, 1.0, float("-inf"), float("-inf")]
 
 
 def test_empty_batch_and_wrong_width():
@@ -144,7 +162,7 @@ def test_large_dag_runs_without_dense_memory():
     ]
     h = Hierarchy([f"n{i}" for i in range(n)], parents)
     x = torch.randn(20, 64, n, requires_grad=True)
-    out = max_constraint(x, h)
+    out = max_constraint(x, h, "auto")  # large: the levels method
     out.sum().backward()
     sample = rng.integers(0, n, size=20)
     for i in sample:

@@ -1,0 +1,133 @@
+"""One run of the HMC benchmark protocol: a dataset, a method, a seed -> one row of results.
+
+Methods are named configurations of the one objective (METHOD.md section 6) plus the HROS
+oversampling baseline.  ``_neg`` variants put the node weights on negative targets, as the original
+code did (``weight_target="negative"``); the others follow the method's description.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from seabed_hmc.data.arff import HMCDataset, prepare_hmc_splits
+from seabed_hmc.data.oversampling import hros_indices
+from seabed_hmc.engine.tabular import TabularSettings, predict_tabular, train_tabular
+from seabed_hmc.losses import PRESETS, build_loss, node_frequencies
+from seabed_hmc.metrics import evaluate_predictions
+
+
+@dataclass(frozen=True)
+class Method:
+    """A benchmark method: a loss preset, its uncertainty mode and weight target, and oversampling."""
+
+    name: str
+    preset: str
+    uncertainty: str | None = None
+    weight_target: str = "positive"
+    oversample: bool = False
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("control", "control"),
+        Method("flat", "flat"),
+        Method("hros", "control", oversample=True),
+        Method("imbalance", "imbalance"),
+        Method("imbalance_neg", "imbalance", weight_target="negative"),
+        Method("focal_bbma", "focal", "bbma"),
+        Method("rare_node_bbma", "rare_node", "bbma"),
+        Method("rare_node_gmu", "rare_node", "gmu"),
+        Method("rare_node_bbma_neg", "rare_node", "bbma", weight_target="negative"),
+        Method("rare_node_gmu_neg", "rare_node", "gmu", weight_target="negative"),
+    )
+}
+
+
+def method(name: str) -> Method:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)}") from None
+
+
+def heads_for(method_name: str, settings: dict[str, Any]) -> int:
+    """Ensemble size of a method: 1 for single-head presets, else the configured ``heads``."""
+    return 1 if PRESETS[method(method_name).preset].heads == 1 else int(settings["heads"])
+
+
+def run_one(
+    dataset: HMCDataset,
+    method_name: str,
+    seed: int,
+    settings: dict[str, Any],
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Train and evaluate one (dataset, method, seed); returns a flat, CSV-ready row.
+
+    ``settings`` are the merged defaults and per-dataset entries of ``configs/hmc_benchmarks.yaml``.
+    """
+    spec = method(method_name)
+    start = time.perf_counter()
+    x_train, y_train, mask_train, x_test, y_test, mask_test = (
+        torch.as_tensor(np.asarray(a), dtype=torch.float32) if a is not None else None
+        for a in prepare_hmc_splits(dataset)
+    )
+    hierarchy = dataset.hierarchy
+    heads = heads_for(method_name, settings)
+    loss_fn = build_loss(
+        spec.preset,
+        hierarchy,
+        y_train,
+        mask_train,
+        uncertainty=spec.uncertainty,
+        weight_target=spec.weight_target,
+        omega=settings["omega"],
+        frequency=settings["frequency"],
+        focal_min=settings["focal_min"],
+        k=settings["k"],
+    )
+    indices = None
+    if spec.oversample:
+        indices = hros_indices(y_train.numpy(), hierarchy, budget=settings["hros_budget"], seed=seed)
+    tabular = TabularSettings(
+        hidden=int(settings["hidden"]),
+        epochs=int(settings["epochs"]),
+        learning_rate=float(settings["learning_rate"]),
+        heads=heads,
+        batch_size=int(settings["batch_size"]),
+        weight_decay=float(settings["weight_decay"]),
+        dropout=float(settings["dropout"]),
+        layers=int(settings["layers"]),
+    )
+    model = train_tabular(x_train, y_train, mask_train, loss_fn, tabular, seed, indices, progress)
+    probabilities, _ = predict_tabular(model, x_test, hierarchy)
+    # rare nodes are chosen from the ORIGINAL training split, the same for every method
+    train_counts, _ = node_frequencies(hierarchy, y_train, mask_train)
+    scores = evaluate_predictions(probabilities, y_test, mask_test, hierarchy, train_counts=train_counts)
+    row: dict[str, Any] = {
+        "dataset": dataset.name,
+        "method": spec.name,
+        "seed": seed,
+        "uncertainty": spec.uncertainty or "",
+        "weight_target": spec.weight_target if PRESETS[spec.preset].node_weights else "",
+        "heads": heads,
+        "epochs": tabular.epochs,
+        "train_samples": len(x_train) if indices is None else len(indices),
+        "test_samples": len(x_test),
+        "evaluated_nodes": int(hierarchy.evaluated.sum()),
+    }
+    row.update({key: value for key, value in scores.items() if "_depth_" not in key})
+    for prefix in ("recall_depth_", "recall_supported_depth_"):
+        by_depth = {
+            key.removeprefix(prefix): value for key, value in scores.items() if key.startswith(prefix)
+        }
+        row[prefix.replace("_depth_", "_by_depth")] = json.dumps(by_depth)
+    row["seconds"] = round(time.perf_counter() - start, 2)
+    return row
