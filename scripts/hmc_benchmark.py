@@ -135,28 +135,41 @@ def main() -> None:
     print(f"# {len(jobs)} runs to do, {skipped} already in {args.out}", flush=True)
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     start = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
-        futures = {
-            pool.submit(run_job, str(args.data), name, method, seed, settings, threads, str(args.out)): (
-                name,
-                method,
-                seed,
-            )
-            for name, method, seed, settings in jobs
-        }
-        for future in as_completed(futures):
-            name, method, seed = futures[future]
-            try:
-                row = future.result()
-            except Exception as error:  # report and go on: one failed run must not stop the study
-                print(f"FAILED {name} {method} seed {seed}: {type(error).__name__}: {error}", flush=True)
-                continue
-            print(
-                f"{name:14s} {method:18s} seed {seed}  AU(PRC) {row['au_prc']:.4f}  "
-                f"F1 {row['f1_all']:.4f}  rare recall {row['rare_node_recall']:.4f}  {row['seconds']:.0f} s"
-                f"  [{time.perf_counter() - start:.0f} s elapsed]",
-                flush=True,
-            )
+    submit_args = [
+        (str(args.data), name, method, seed, settings, threads, str(args.out))
+        for name, method, seed, settings in jobs
+    ]
+    if args.jobs == 1:  # in this process: no start-up cost, plain tracebacks
+        outcomes = ((job, run_or_report(job)) for job in submit_args)
+    else:
+        pool = ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn"))
+        futures = {pool.submit(run_job, *job): job for job in submit_args}
+        outcomes = ((futures[f], outcome(f)) for f in as_completed(futures))
+    for job, row in outcomes:
+        _, name, method, seed, *_ = job
+        if isinstance(row, Exception):  # report and go on: one failed run must not stop the study
+            print(f"FAILED {name} {method} seed {seed}: {type(row).__name__}: {row}", flush=True)
+            continue
+        print(
+            f"{name:14s} {method:18s} seed {seed}  AU(PRC) {row['au_prc']:.4f}  "
+            f"F1 {row['f1_all']:.4f}  rare recall {row['rare_node_recall']:.4f}  {row['seconds']:.0f} s"
+            f"  [{time.perf_counter() - start:.0f} s elapsed]",
+            flush=True,
+        )
+
+
+def run_or_report(job: tuple) -> dict | Exception:
+    try:
+        return run_job(*job)
+    except Exception as error:
+        return error
+
+
+def outcome(future) -> dict | Exception:
+    try:
+        return future.result()
+    except Exception as error:
+        return error
 
 
 if __name__ == "__main__":
