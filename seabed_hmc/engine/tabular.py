@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from seabed_hmc.engine._memory import keep_freed_memory
 from seabed_hmc.hierarchy import Hierarchy
 from seabed_hmc.losses import RareNodeFocalLoss
 from seabed_hmc.models import EnsembleHead, ensemble_probabilities
@@ -50,6 +51,7 @@ def train_tabular(
             once by default.
         seed: seeds the initialisation, the shuffles and dropout.
     """
+    keep_freed_memory()  # small batches: avoid page-faulting gradient buffers back in every step
     torch.manual_seed(seed)
     model = EnsembleHead(
         features.shape[1],
