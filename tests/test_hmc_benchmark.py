@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -163,3 +164,39 @@ def test_script_appends_rows_and_resumes(toy_data, tmp_path):
         [*command[:2], "--data", str(tmp_path / "nowhere")], capture_output=True, text=True
     )
     assert missing.returncode != 0 and "is not a folder" in missing.stderr
+
+
+def test_report_tables_and_statistics(tmp_path):
+    """hmc_report.py on a synthetic runs table: reproduction verdicts and a paired test that must fire."""
+    rows = []
+    for dataset, published in (("toy_FUN", 0.30), ("other_FUN", 0.20)):
+        for seed in range(6):
+            depth = json.dumps({"1": 0.5, "2": 0.2, "3": 0.1})
+            base = {"dataset": dataset, "seed": seed, "recall_by_depth": depth, "seconds": 10.0}
+            metrics = {
+                "au_prc": published + 0.001 * seed,
+                "recall_all": 0.1,
+                "f1_all": 0.1,
+                "f1_supported": 0.1,
+            }
+            rows.append({**base, "method": "control", "heads": 1, **metrics, "rare_node_recall": 0.01})
+            better = {**metrics, "recall_all": 0.2 + 0.01 * seed, "rare_node_recall": 0.05 + 0.01 * seed}
+            rows.append({**base, "method": "rare_node_bbma", "heads": 5, **better})
+    runs = tmp_path / "runs.csv"
+    pd.DataFrame(rows).to_csv(runs, index=False)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"published_au_prc": {"toy_FUN": 0.30, "other_FUN": 0.25}}))
+    out = tmp_path / "hmc.md"
+    out.write_text("# Notes kept\n\n<!-- tables:start -->\nold\n<!-- tables:end -->\n\nTail kept.\n")
+    script = str(ROOT / "scripts" / "hmc_report.py")
+    command = [sys.executable, script, "--runs", str(runs), "--config", str(config), "--out", str(out)]
+    subprocess.run(command, check=True, capture_output=True)
+    text = out.read_text()
+    assert text.startswith("# Notes kept") and text.rstrip().endswith("Tail kept.") and "\nold\n" not in text
+    # toy_FUN: mean 0.3025 vs 0.30 -> within 0.01; other_FUN: 0.2025 vs 0.25 -> not
+    assert "| toy_FUN | 0.300 | 0.3025 |" in text and "| other_FUN | 0.250 | 0.2025 |" in text
+    reproduction = text.split("### All methods")[0]
+    assert reproduction.count("| yes |") == 1 and reproduction.count("| NO |") == 1
+    # rare-node recall better in all 12 pairs: exact two-sided Wilcoxon p = 2 / 2**12
+    assert "p=0.000488" in text
+    assert (tmp_path / "hmc_recall_by_depth.png").stat().st_size > 1000
