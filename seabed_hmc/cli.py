@@ -1,0 +1,164 @@
+"""The ``seabed-hmc`` command line: demo, train, evaluate, predict, stats, hierarchy show|validate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from seabed_hmc.config import ConfigError
+
+
+def _train(args: argparse.Namespace) -> int:
+    from seabed_hmc.config import load_config
+    from seabed_hmc.engine.train import train
+
+    config = load_config(args.config, args.set or [])
+    if args.out:
+        config.out = args.out
+    metrics = train(config, resume=args.resume)
+    print(json.dumps({"out": config.out, **metrics}, indent=2, default=str))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from seabed_hmc.engine.inference import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(args.checkpoint, args.manifest, args.out, args.batch_size, args.workers)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from seabed_hmc.engine.inference import predict_images
+
+    counts = predict_images(
+        args.checkpoint, args.images, args.out, args.batch_size, args.workers, args.threshold
+    )
+    print(
+        f"wrote {args.out}: {counts['predicted']} images predicted, "
+        f"{counts['failed']} unreadable (rows with 'error')"
+    )
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from seabed_hmc.data.images import dataset_statistics
+    from seabed_hmc.engine.inference import image_list
+
+    paths, _ = image_list(args.images)
+    mean, std = dataset_statistics(paths, size=args.size, max_images=args.max_images)
+    print(
+        json.dumps(
+            {
+                "images": len(paths),
+                "mean": [round(float(v), 5) for v in mean],
+                "std": [round(float(v), 5) for v in std],
+            }
+        )
+    )
+    print("use in a config as data.mean / data.std, or set data.normalisation: dataset", file=sys.stderr)
+    return 0
+
+
+def _hierarchy(args: argparse.Namespace) -> int:
+    from seabed_hmc.hierarchy import load_hierarchy
+
+    hierarchy = load_hierarchy(args.file)
+    if args.action == "validate":
+        print(f"ok: {hierarchy}")
+        return 0
+    print(hierarchy)
+    for node in hierarchy.topological_order if args.all else _depth_first(hierarchy):
+        depth = int(hierarchy.depth[node])
+        flag = "" if hierarchy.evaluated[node] else "   (not evaluated)"
+        print(f"{'  ' * depth}{hierarchy.short_name(node)}{flag}")
+    return 0
+
+
+def _depth_first(hierarchy) -> list[int]:
+    order, stack = [], list(reversed(hierarchy.roots))
+    seen = set()
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        order.append(node)
+        stack.extend(reversed(hierarchy.children[node]))
+    return order
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from seabed_hmc.demo import run_demo
+
+    run_demo(Path(args.out), quick=args.quick)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="seabed-hmc", description="Hierarchical multi-label seafloor classification"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="synthetic seafloor images: train control and rare_node, compare")
+    demo.add_argument("--out", default="runs/demo")
+    demo.add_argument("--quick", action="store_true", help="a smaller, faster demo (used by the tests)")
+    demo.set_defaults(run=_demo)
+
+    train = commands.add_parser("train", help="train on an image folder or manifest")
+    train.add_argument("--config", required=True, help="a YAML run config (see configs/)")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. train.epochs=5")
+    train.add_argument("--out", help="run folder (overrides the config's out)")
+    train.add_argument("--resume", action="store_true", help="continue from the run folder's last.pt")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", help="metrics of a checkpoint on a labelled manifest")
+    evaluate.add_argument("--checkpoint", required=True)
+    evaluate.add_argument("--manifest", required=True)
+    evaluate.add_argument("--out", help="folder for metrics.json and nodes.csv")
+    evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.add_argument("--workers", type=int, default=2)
+    evaluate.set_defaults(run=_evaluate)
+
+    predict = commands.add_parser("predict", help="per-image predictions to a CSV")
+    predict.add_argument("--checkpoint", required=True)
+    predict.add_argument("--images", required=True, help="a folder of images or a CSV manifest")
+    predict.add_argument("--out", required=True, help="the CSV to write")
+    predict.add_argument("--batch-size", type=int, default=32)
+    predict.add_argument("--workers", type=int, default=2)
+    predict.add_argument("--threshold", type=float, default=0.5)
+    predict.set_defaults(run=_predict)
+
+    stats = commands.add_parser("stats", help="per-channel mean and std of a set of images")
+    stats.add_argument("--images", required=True, help="a folder of images or a CSV manifest")
+    stats.add_argument("--size", type=int, default=224)
+    stats.add_argument("--max-images", type=int, default=None)
+    stats.set_defaults(run=_stats)
+
+    hierarchy = commands.add_parser("hierarchy", help="inspect a hierarchy file")
+    hierarchy.add_argument("action", choices=["show", "validate"])
+    hierarchy.add_argument("file")
+    hierarchy.add_argument("--all", action="store_true", help="list nodes in topological order")
+    hierarchy.set_defaults(run=_hierarchy)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+    try:
+        return args.run(args)
+    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as error:
+        print(f"seabed-hmc {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""``evaluate`` and ``predict`` from a checkpoint alone.
+
+``predict`` streams: rows are written to the CSV batch by batch, so memory does not grow with the
+number of images.  An image that cannot be read gets a row with its error and no prediction: it is
+reported, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from seabed_hmc.data.images import ImageDataset, collate_skip_bad
+from seabed_hmc.data.manifest import read_manifest
+from seabed_hmc.data.transforms import build_transform
+from seabed_hmc.engine.setup import load_model
+from seabed_hmc.engine.train import node_report
+from seabed_hmc.metrics import evaluate_predictions
+from seabed_hmc.models.heads import ensemble_probabilities
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
+
+
+def _eval_transform(state: dict):
+    norm = state["normalisation"]
+    eval_spec = state["config"]["data"].get("eval_transforms")
+    return build_transform(eval_spec, norm["image_size"], norm["mean"], norm["std"], train=False)
+
+
+def _batches(dataset: ImageDataset, batch_size: int, workers: int):
+    return DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_skip_bad)
+
+
+@torch.no_grad()
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    manifest: str | Path,
+    out: str | Path | None = None,
+    batch_size: int = 32,
+    workers: int = 2,
+) -> dict:
+    """Metrics of a checkpoint on a labelled manifest; writes metrics.json and nodes.csv into ``out``."""
+    model, hierarchy, state = load_model(checkpoint)
+    table = read_manifest(manifest, hierarchy=hierarchy)
+    dataset = ImageDataset(table.frame["image"].tolist(), table.targets, table.mask, _eval_transform(state))
+    means, rows, bad = [], [], []
+    for batch in tqdm(_batches(dataset, batch_size, workers), desc="evaluate", leave=False):
+        bad += [dataset.paths[i] for i in batch.get("bad", [])]
+        if batch["index"].numel():
+            means.append(ensemble_probabilities(model(batch["image"]), hierarchy)[0])
+            rows.append(batch["index"].numpy())
+    if not means:
+        raise ValueError(f"no image of {manifest} could be read ({len(bad)} failed)")
+    kept = np.concatenate(rows)
+    probabilities = torch.cat(means)
+    train_counts = _train_counts(state, hierarchy)
+    metrics = evaluate_predictions(
+        probabilities, table.targets[kept], table.mask[kept], hierarchy, train_counts
+    )
+    metrics["images"], metrics["skipped_images"] = int(len(kept)), len(bad)
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        report = node_report(
+            probabilities, table.targets[kept], table.mask[kept], hierarchy, train_counts, 0.5
+        )
+        report.to_csv(out / "nodes.csv", index=False)
+        if bad:
+            (out / "problems.csv").write_text("image,reason\n" + "".join(f"{p},unreadable\n" for p in bad))
+    return metrics
+
+
+def _train_counts(state: dict, hierarchy) -> np.ndarray | None:
+    counts = state.get("train_counts")
+    return None if counts is None else np.asarray(counts)
+
+
+def image_list(source: str | Path) -> tuple[list[str], list[dict]]:
+    """Images to predict: every image file under a folder, or the rows of a manifest (with metadata)."""
+    source = Path(source)
+    if source.is_dir():
+        paths = sorted(
+            str(p) for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        )
+        if not paths:
+            raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {source}")
+        return paths, [{} for _ in paths]
+    if source.suffix.lower() == ".csv":
+        import pandas as pd
+
+        frame = pd.read_csv(source, dtype=str, keep_default_na=False)
+        if "image" not in frame:
+            raise ValueError(f"{source} has no 'image' column")
+        root = source.parent
+        paths = [str(p if Path(p).is_absolute() else root / p) for p in frame["image"]]
+        metadata = frame.drop(columns=[c for c in ("image", "labels") if c in frame]).to_dict("records")
+        return paths, metadata
+    raise FileNotFoundError(f"{source} is neither a folder of images nor a CSV manifest")
+
+
+@torch.no_grad()
+def predict_images(
+    checkpoint: str | Path,
+    source: str | Path,
+    out_csv: str | Path,
+    batch_size: int = 32,
+    workers: int = 2,
+    threshold: float = 0.5,
+) -> dict:
+    """Write per-image predictions (coherent paths, per-node probabilities and spread) to a CSV."""
+    model, hierarchy, state = load_model(checkpoint)
+    paths, metadata = image_list(source)
+    empty = torch.zeros(len(paths), len(hierarchy))
+    dataset = ImageDataset(paths, empty, empty, _eval_transform(state))
+    meta_columns = list(dict.fromkeys(k for row in metadata for k in row))
+    evaluated = np.flatnonzero(hierarchy.evaluated)
+    node_columns = [f"p[{hierarchy.nodes[i]}]" for i in evaluated]
+    spread_columns = [f"spread[{hierarchy.nodes[i]}]" for i in evaluated]
+    header = ["image", *meta_columns, "predicted", "error", *node_columns, *spread_columns]
+    out_csv = Path(out_csv)
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out_csv.with_name(f".{out_csv.name}.tmp{os.getpid()}")
+    counts = {"images": len(paths), "predicted": 0, "failed": 0}
+    with open(temporary, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for batch in tqdm(_batches(dataset, batch_size, workers), desc="predict", leave=False):
+            for index in batch.get("bad", []):
+                writer.writerow(
+                    [paths[index], *[metadata[index].get(c, "") for c in meta_columns], "", "unreadable"]
+                )
+                counts["failed"] += 1
+            if not batch["index"].numel():
+                continue
+            mean, spread = ensemble_probabilities(model(batch["image"]), hierarchy)
+            decoded = hierarchy.decode((mean >= threshold).numpy())
+            for row, index in enumerate(batch["index"].tolist()):
+                writer.writerow(
+                    [
+                        paths[index],
+                        *[metadata[index].get(c, "") for c in meta_columns],
+                        "|".join(decoded[row]),
+                        "",
+                    ]
+                    + [f"{v:.4f}" for v in mean[row, evaluated].tolist()]
+                    + [f"{v:.4f}" for v in spread[row, evaluated].tolist()]
+                )
+                counts["predicted"] += 1
+    os.replace(temporary, out_csv)
+    return counts

@@ -1,0 +1,160 @@
+"""From a :class:`RunConfig` to the pieces a run needs: data table and splits, model, transforms.
+
+Also rebuilds a model from a checkpoint alone (for ``evaluate``, ``predict`` and ``predict-tiles``):
+the architecture comes from the recorded encoder settings and every weight from the checkpoint, so
+the original weight files need not exist on the machine that predicts.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from seabed_hmc.config import ConfigError, DataConfig, RunConfig, config_from_dict
+from seabed_hmc.data.images import check_images, dataset_statistics
+from seabed_hmc.data.manifest import ImageTable, read_manifest, scan_image_folder
+from seabed_hmc.data.transforms import build_transform
+from seabed_hmc.engine.checkpoint import load_checkpoint
+from seabed_hmc.hierarchy import Hierarchy, load_hierarchy
+from seabed_hmc.losses import PRESETS
+from seabed_hmc.models.classifier import HierarchicalClassifier, bf16_supported
+from seabed_hmc.models.encoders import build_encoder
+from seabed_hmc.models.heads import EnsembleHead
+
+log = logging.getLogger("seabed_hmc")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class PreparedData:
+    """The usable images (bad ones removed and reported) and the row indices of each split."""
+
+    table: ImageTable
+    splits: dict[str, np.ndarray]
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def hierarchy(self) -> Hierarchy:
+        return self.table.hierarchy
+
+
+def read_table(data: DataConfig) -> ImageTable:
+    """The image table from a manifest or a nested folder, with the configured hierarchy."""
+    hierarchy = load_hierarchy(data.hierarchy) if data.hierarchy else None
+    if data.manifest:
+        return read_manifest(
+            data.manifest,
+            hierarchy=hierarchy,
+            root=data.image_root,
+            columns=data.columns or None,
+            allow_outside_root=data.allow_outside_root,
+        )
+    if data.image_folder:
+        return scan_image_folder(data.image_folder, hierarchy=hierarchy)
+    raise ConfigError("set data.manifest (a CSV) or data.image_folder (a nested folder of images)")
+
+
+def prepare_data(data: DataConfig, seed: int) -> PreparedData:
+    """Read the table, decode every image once (bad ones reported and skipped), and split it."""
+    table = read_table(data)
+    problems = list(getattr(table, "problems", []))
+    check = check_images(table.frame["image"].tolist(), workers=max(1, data.workers))
+    problems += list(check.problems)
+    check.raise_if_too_many(data.max_bad_fraction)
+    if check.problems:
+        log.warning("%d of %d images are unreadable and skipped", len(check.problems), len(table))
+    table = table.select(np.asarray(check.good))
+    split = table.frame["split"].fillna("").astype(str).str.lower() if "split" in table.frame else None
+    if split is not None and (split != "").any():
+        splits = {name: np.flatnonzero((split == name).to_numpy()) for name in SPLITS}
+        unassigned = int((split == "").sum())
+        if unassigned:
+            log.warning("%d rows have no split and are not used", unassigned)
+    else:
+        order = np.random.default_rng(seed).permutation(len(table))
+        validation = max(1, round(data.validation_fraction * len(table)))
+        splits = {
+            "train": np.sort(order[validation:]),
+            "val": np.sort(order[:validation]),
+            "test": np.array([], int),
+        }
+    if len(splits["train"]) == 0:
+        raise ConfigError(f"no training images in {table.source}: give rows split=train, or no split column")
+    if len(splits["val"]) == 0:
+        raise ConfigError(f"no validation images in {table.source}: give some rows split=val")
+    return PreparedData(table=table, splits=splits, problems=problems)
+
+
+def resolve_heads(config: RunConfig) -> int:
+    if config.loss.name not in PRESETS:
+        raise ConfigError(f"loss.name {config.loss.name!r} is not one of {sorted(PRESETS)}")
+    return config.head.heads or PRESETS[config.loss.name].heads
+
+
+def use_bf16(setting: str) -> bool:
+    if setting not in ("auto", "on", "off"):
+        raise ConfigError(f"train.bf16 must be auto, on or off, got {setting!r}")
+    return setting == "on" or (setting == "auto" and bf16_supported())
+
+
+def build_model(
+    config: RunConfig, hierarchy: Hierarchy, weights: str | None = "config"
+) -> HierarchicalClassifier:
+    """Encoder (built as configured; ``weights=None`` skips loading them) and the ensemble head."""
+    encoder_config = config.encoder
+    encoder = build_encoder(
+        encoder_config.name,
+        weights=encoder_config.weights if weights == "config" else weights,
+        freeze=encoder_config.freeze,
+        noise_alpha=encoder_config.noise_alpha if weights == "config" else 0.0,
+        truncate=encoder_config.truncate,
+        input_size=encoder_config.input_size,
+        seed=config.train.seed,
+    )
+    head = EnsembleHead(
+        encoder.num_features,
+        len(hierarchy),
+        heads=resolve_heads(config),
+        hidden=config.head.hidden,
+        layers=config.head.layers,
+        dropout=config.head.dropout,
+    )
+    return HierarchicalClassifier(encoder, head, autocast_bf16=use_bf16(config.train.bf16))
+
+
+def normalisation(config: RunConfig, model: HierarchicalClassifier, train_paths: list[str]) -> dict:
+    """Input mean, std and size: explicit values, dataset statistics, or the encoder's pretrained ones."""
+    data = config.data
+    size = data.image_size or model.encoder.input_size
+    if data.mean is not None or data.std is not None:
+        if data.mean is None or data.std is None or len(data.mean) != 3 or len(data.std) != 3:
+            raise ConfigError("data.mean and data.std must both be given, three values each")
+        mean, std = list(data.mean), list(data.std)
+    elif data.normalisation == "dataset":
+        mean, std = (list(map(float, v)) for v in dataset_statistics(train_paths, size=size))
+    elif data.normalisation == "encoder":
+        mean, std = list(model.encoder.mean), list(model.encoder.std)
+    else:
+        raise ConfigError(f"data.normalisation must be 'encoder' or 'dataset', got {data.normalisation!r}")
+    return {"mean": mean, "std": std, "image_size": int(size)}
+
+
+def transforms(config: RunConfig, norm: dict):
+    """(train transform, eval transform) as albumentations pipelines."""
+    args = (norm["image_size"], norm["mean"], norm["std"])
+    train = build_transform(config.data.train_transforms, *args, train=True)
+    evaluation = build_transform(config.data.eval_transforms, *args, train=False)
+    return train, evaluation
+
+
+def load_model(checkpoint: str | Path) -> tuple[HierarchicalClassifier, Hierarchy, dict]:
+    """The trained model, its hierarchy and the checkpoint record, from the checkpoint file alone."""
+    state = load_checkpoint(checkpoint)
+    hierarchy = Hierarchy.from_dict(state["hierarchy"], source=str(checkpoint))
+    config = config_from_dict(state["config"], source=f"checkpoint {checkpoint}")
+    model = build_model(config, hierarchy, weights=None)
+    model.load_state_dict(state["model"])
+    return model.eval(), hierarchy, state

@@ -1,0 +1,383 @@
+"""Training a hierarchical classifier on images: readable top to bottom, resumable, logged.
+
+``train(config)`` writes into ``config.out``: ``config.yaml`` (the resolved config), ``last.pt`` and
+``best.pt`` (checkpoints, written atomically), ``log.csv`` (one row per epoch), ``metrics.json`` (the
+best checkpoint on validation and test) and ``nodes.csv`` (the per-node report), plus
+``problems.csv`` when images were skipped.
+
+With a frozen encoder and ``train.feature_cache``, features are computed once (and reused across runs
+through the on-disk cache); each epoch then trains the heads on those tensors.  Otherwise each epoch
+streams images through the whole model.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from seabed_hmc.config import RunConfig, config_to_dict, save_config
+from seabed_hmc.data.images import ImageDataset, collate_skip_bad
+from seabed_hmc.engine.checkpoint import load_checkpoint, save_checkpoint
+from seabed_hmc.engine.features import FeatureCache
+from seabed_hmc.engine.setup import PreparedData, build_model, normalisation, prepare_data, transforms
+from seabed_hmc.losses import build_loss, node_frequencies
+from seabed_hmc.metrics import evaluate_predictions, node_scores
+from seabed_hmc.models.classifier import HierarchicalClassifier
+from seabed_hmc.models.heads import ensemble_probabilities
+
+log = logging.getLogger("seabed_hmc")
+
+
+@dataclass
+class Inputs:
+    """One split as the loop consumes it: cached features (views, n, F) or an image dataset."""
+
+    targets: torch.Tensor
+    mask: torch.Tensor
+    features: torch.Tensor | None = None
+    images: ImageDataset | None = None
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+def seed_everything(seed: int, epoch: int = 0) -> None:
+    """Every epoch starts from generators seeded by (seed, epoch): resuming at an epoch is exact."""
+    value = seed * 100_003 + epoch
+    random.seed(value)
+    np.random.seed(value % 2**32)  # noqa: NPY002  (libraries that use the global generator)
+    torch.manual_seed(value)
+
+
+def _seed_worker(worker_id: int) -> None:
+    info = torch.utils.data.get_worker_info()
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)  # noqa: NPY002
+    random.seed(seed)
+    info.dataset.seed(seed)
+
+
+def _loader(dataset: ImageDataset, batch_size: int, workers: int, shuffle: bool, seed: int) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        collate_fn=collate_skip_bad,
+        worker_init_fn=_seed_worker if workers else None,
+        generator=torch.Generator().manual_seed(seed),
+        persistent_workers=False,
+        drop_last=False,
+    )
+
+
+def build_inputs(config: RunConfig, model: HierarchicalClassifier, data: PreparedData, norm: dict) -> dict:
+    """Per split, either cached features (frozen encoder + cache) or an image dataset."""
+    table = data.table
+    train_transform, eval_transform = transforms(config, norm)
+    use_cache = bool(getattr(model.encoder, "frozen", False)) and config.train.feature_cache
+    cache_dir = Path(config.train.cache_dir or Path(config.out).parent / ".feature_cache")
+    cache = FeatureCache(cache_dir)
+    inputs = {}
+    for split, rows in data.splits.items():
+        if len(rows) == 0:
+            continue
+        paths = table.frame["image"].iloc[rows].tolist()
+        targets, mask = table.targets[rows], table.mask[rows]
+        is_train = split == "train"
+        transform = (
+            train_transform
+            if is_train and (not use_cache or config.train.augmented_views)
+            else eval_transform
+        )
+        dataset = ImageDataset(paths, targets, mask, transform)
+        if not use_cache:
+            inputs[split] = Inputs(targets, mask, images=dataset)
+            continue
+        views = config.train.augmented_views if is_train and config.train.augmented_views else 1
+        features, ok, hit = cache.features(
+            model,
+            dataset,
+            model.encoder.description,
+            views=views,
+            seed=config.train.seed,
+            batch_size=max(config.train.batch_size, 32),
+            workers=config.data.workers,
+            channels_last=config.train.channels_last,
+            progress=config.train.progress,
+            description=f"{split} features",
+        )
+        log.info(
+            "%s: %s features for %d images (%d views)",
+            split,
+            "cached" if hit else "computed",
+            len(rows),
+            views,
+        )
+        if not bool(ok.all()):
+            bad = [
+                (paths[i], "failed to load during feature extraction") for i in np.flatnonzero(~ok.numpy())
+            ]
+            data.problems.extend(bad)
+            keep = torch.from_numpy(np.flatnonzero(ok.numpy()))
+            features, targets, mask = features[:, keep], targets[keep], mask[keep]
+        inputs[split] = Inputs(targets, mask, features=features)
+    return inputs
+
+
+def train_epoch(
+    model, loss_fn, optimiser, inputs: Inputs, config: RunConfig, epoch: int, problems: list
+) -> float:
+    """One pass over the training split; returns the mean loss."""
+    model.train()
+    settings = config.train
+    total, batches = 0.0, 0
+    if inputs.features is not None:
+        views, count = inputs.features.shape[:2]
+        order = torch.randperm(count)
+        view = torch.randint(views, (count,))
+        for batch in tqdm(
+            order.split(settings.batch_size),
+            desc=f"epoch {epoch}",
+            disable=not settings.progress,
+            leave=False,
+        ):
+            logits = model.head(inputs.features[view[batch], batch])
+            loss = loss_fn(logits, inputs.targets[batch], inputs.mask[batch])
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            total, batches = total + loss.item(), batches + 1
+        return total / max(batches, 1)
+    loader = _loader(
+        inputs.images, settings.batch_size, config.data.workers, True, settings.seed * 1000 + epoch
+    )
+    for batch in tqdm(loader, desc=f"epoch {epoch}", disable=not settings.progress, leave=False):
+        problems.extend(
+            (inputs.images.paths[i], "failed to load during training") for i in batch.get("bad", [])
+        )
+        if batch["index"].numel() == 0:
+            continue
+        images = batch["image"]
+        if settings.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        loss = loss_fn(model(images), batch["targets"], batch["mask"])
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        total, batches = total + loss.item(), batches + 1
+    return total / max(batches, 1)
+
+
+@torch.no_grad()
+def predict_inputs(
+    model, inputs: Inputs, config: RunConfig, hierarchy
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """(probabilities, spread, kept rows) for a split; rows whose image failed are left out."""
+    model.eval()
+    if inputs.features is not None:
+        logits = model.head(inputs.features[0])
+        mean, spread = ensemble_probabilities(logits, hierarchy)
+        return mean, spread, np.arange(len(inputs))
+    means, spreads, rows = [], [], []
+    loader = _loader(inputs.images, max(config.train.batch_size, 32), config.data.workers, False, 0)
+    for batch in loader:
+        if batch["index"].numel() == 0:
+            continue
+        images = batch["image"]
+        if config.train.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        mean, spread = ensemble_probabilities(model(images), hierarchy)
+        means.append(mean)
+        spreads.append(spread)
+        rows.append(batch["index"].numpy())
+    return torch.cat(means), torch.cat(spreads), np.concatenate(rows)
+
+
+def _metric(value: float) -> float:
+    return -math.inf if value is None or not math.isfinite(value) else value
+
+
+def _optimiser(model: HierarchicalClassifier, config: RunConfig, head_only: bool) -> torch.optim.Optimizer:
+    settings = config.train
+    groups = [{"params": list(model.head.parameters()), "lr": settings.learning_rate}]
+    encoder_parameters = [p for p in model.encoder.parameters() if p.requires_grad]
+    if encoder_parameters and not head_only:
+        groups.append(
+            {
+                "params": encoder_parameters,
+                "lr": settings.encoder_learning_rate or settings.learning_rate / 10,
+            }
+        )
+    if settings.optimizer == "adamw":
+        return torch.optim.AdamW(groups, weight_decay=settings.weight_decay)
+    if settings.optimizer == "adam":
+        return torch.optim.Adam(groups, weight_decay=settings.weight_decay)
+    raise ValueError(f"train.optimizer must be adamw or adam, got {settings.optimizer!r}")
+
+
+def _scheduler(optimiser, config: RunConfig):
+    if config.train.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(config.train.epochs, 1))
+    if config.train.scheduler == "none":
+        return torch.optim.lr_scheduler.LambdaLR(optimiser, lambda _: 1.0)
+    raise ValueError(f"train.scheduler must be cosine or none, got {config.train.scheduler!r}")
+
+
+def node_report(probabilities, targets, mask, hierarchy, train_counts, threshold: float) -> pd.DataFrame:
+    scores = node_scores(probabilities.numpy() >= threshold, targets, mask, hierarchy)
+    return pd.DataFrame(
+        {
+            "node": hierarchy.nodes,
+            "depth": hierarchy.depth,
+            "evaluated": hierarchy.evaluated,
+            "train_positives": train_counts.astype(int),
+            "support": scores.support,
+            "predicted_positives": scores.predicted_positives,
+            "precision": scores.precision,
+            "recall": scores.recall,
+            "f1": scores.f1,
+        }
+    )
+
+
+def train(config: RunConfig, resume: bool = False) -> dict:
+    """Train as configured; returns the final metrics (also written to ``metrics.json``)."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out / "config.yaml")
+    torch.use_deterministic_algorithms(config.train.deterministic, warn_only=True)
+    seed_everything(config.train.seed)
+
+    data = prepare_data(config.data, config.train.seed)
+    hierarchy = data.hierarchy
+    model = build_model(config, hierarchy)
+    if config.train.channels_last:
+        model.encoder.to(memory_format=torch.channels_last)
+    train_rows = data.splits["train"]
+    norm = normalisation(config, model, data.table.frame["image"].iloc[train_rows].tolist())
+    inputs = build_inputs(config, model, data, norm)
+    train_inputs = inputs["train"]
+    train_counts, _ = node_frequencies(hierarchy, train_inputs.targets, train_inputs.mask)
+    loss_fn = build_loss(
+        config.loss.name,
+        hierarchy,
+        train_inputs.targets,
+        train_inputs.mask,
+        uncertainty=config.loss.uncertainty,
+        weight_target=config.loss.weight_target,
+        omega=config.loss.omega,
+        frequency=config.loss.frequency,
+        focal_min=config.loss.focal_min,
+        k=config.loss.k,
+        reduction=config.loss.reduction,
+    )
+    head_only = train_inputs.features is not None
+    optimiser = _optimiser(model, config, head_only)
+    scheduler = _scheduler(optimiser, config)
+
+    start_epoch, best = 0, -math.inf
+    if resume and (out / "last.pt").exists():
+        state = load_checkpoint(out / "last.pt")
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, best = state["epoch"] + 1, state["best_metric"]
+        log.info("resuming %s from epoch %d", out, start_epoch)
+
+    record = {
+        "hierarchy": hierarchy.to_dict(),
+        "encoder": model.encoder.description,
+        "normalisation": norm,
+        "config": config_to_dict(config),
+        "train_indices": torch.as_tensor(train_rows),
+        "train_counts": torch.as_tensor(train_counts),
+        "image_source": str(data.table.source),
+    }
+    log_path = out / "log.csv"
+    if start_epoch == 0 and log_path.exists():
+        log_path.unlink()
+    for epoch in range(start_epoch, config.train.epochs):
+        seed_everything(config.train.seed, epoch + 1)
+        started = time.perf_counter()
+        train_loss = train_epoch(model, loss_fn, optimiser, train_inputs, config, epoch, data.problems)
+        scheduler.step()
+        val = inputs["val"]
+        probabilities, _, kept = predict_inputs(model, val, config, hierarchy)
+        metrics = evaluate_predictions(
+            probabilities, val.targets[kept], val.mask[kept], hierarchy, train_counts, config.train.threshold
+        )
+        score = _metric(metrics.get(config.train.selection_metric))
+        improved = score > best
+        best = max(best, score)
+        state = {
+            **record,
+            "model": model.state_dict(),
+            "optimiser": optimiser.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epoch": epoch,
+            "best_metric": best,
+            "metrics": metrics,
+        }
+        save_checkpoint(state, out / "last.pt")
+        if improved:
+            save_checkpoint(state, out / "best.pt")
+        row = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "seconds": time.perf_counter() - started,
+            "best": improved,
+        }
+        row.update({f"val_{k}": metrics[k] for k in ("au_prc", "f1_all", "recall_all", "rare_node_recall")})
+        _append_csv(log_path, row)
+        log.info("epoch %d: loss %.4f, val AU(PRC) %.4f", epoch, train_loss, metrics["au_prc"])
+    return finish(model, inputs, hierarchy, train_counts, data, config, out)
+
+
+def finish(model, inputs, hierarchy, train_counts, data: PreparedData, config: RunConfig, out: Path) -> dict:
+    """Evaluate the best checkpoint on validation and test; write metrics.json and nodes.csv."""
+    best = load_checkpoint(out / "best.pt")
+    model.load_state_dict(best["model"])
+    results = {"best_epoch": best["epoch"], "selection_metric": config.train.selection_metric}
+    report_split = "test" if "test" in inputs else "val"
+    for split in ("val", "test"):
+        if split not in inputs:
+            continue
+        probabilities, _, kept = predict_inputs(model, inputs[split], config, hierarchy)
+        targets, mask = inputs[split].targets[kept], inputs[split].mask[kept]
+        results[split] = evaluate_predictions(
+            probabilities, targets, mask, hierarchy, train_counts, config.train.threshold
+        )
+        if split == report_split:
+            node_report(probabilities, targets, mask, hierarchy, train_counts, config.train.threshold).to_csv(
+                out / "nodes.csv", index=False
+            )
+    results["skipped_images"] = len(data.problems)
+    if data.problems:
+        pd.DataFrame(data.problems, columns=["image", "reason"]).drop_duplicates().to_csv(
+            out / "problems.csv", index=False
+        )
+        log.warning("%d images were skipped; see %s", len(data.problems), out / "problems.csv")
+    (out / "metrics.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+def _append_csv(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
