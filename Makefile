@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev]"
 	touch $(STAMP)
 
+demo: venv
+	$(PY) -m seabed_hmc demo --out runs/demo
+
 test: venv
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 

@@ -118,6 +118,9 @@ def _convert(value: Any, annotation: Any, key: str, where: str) -> Any:
         options = typing.get_args(annotation)
         if value is None and type(None) in options:
             return None
+        real = [option for option in options if option is not type(None)]
+        if len(real) == 1:  # Optional[X]: X's own, more precise, error
+            return _convert(value, real[0], key, where)
         errors = []
         for option in options:
             if option is type(None):
