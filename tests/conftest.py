@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+import seabed_hmc  # noqa: F401  (first: its start-up fixes let timm and torchvision import on this machine)
+
 #: The shared real-data folder, resolved relative to this repository (see shared/data/README.md).
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -106,7 +106,9 @@ class ImageTable:
         for name in ("targets", "mask"):
             shape = tuple(getattr(self, name).shape)
             if shape != expected:
-                raise ValueError(f"ImageTable.{name} has shape {shape}, expected (images, nodes) = {expected}")
+                raise ValueError(
+                    f"ImageTable.{name} has shape {shape}, expected (images, nodes) = {expected}"
+                )
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -262,7 +264,9 @@ def _read_records(file: Path, encoding: str) -> tuple[list[str], list[tuple[int,
             path=file,
             row=1,
         )
-    records = [(row, fields) for row, fields in enumerate(table[1:], start=2) if any(f.strip() for f in fields)]
+    records = [
+        (row, fields) for row, fields in enumerate(table[1:], start=2) if any(f.strip() for f in fields)
+    ]
     if not records:
         raise ManifestError(f"{file} has a header but no image rows", path=file)
     return [name.strip() for name in table[0]], records
@@ -284,7 +288,9 @@ def _drop_unnamed_empty_columns(
             )
     repeated = sorted({name for name in header if name and header.count(name) > 1})
     if repeated:
-        raise ManifestError(f"{file}: the header (row 1) repeats column(s) {repeated}; rename them", path=file)
+        raise ManifestError(
+            f"{file}: the header (row 1) repeats column(s) {repeated}; rename them", path=file
+        )
     if not unnamed:
         return header, records
     keep = [i for i in range(len(header)) if i not in unnamed]
@@ -595,5 +601,8 @@ def _scan(
                 images.append((entry.path, levels))
             else:
                 problems.append(
-                    (entry.path, "lies directly in the root folder, so it has no label; move it into its class folder")
+                    (
+                        entry.path,
+                        "lies directly in the root folder, so it has no label; move it into its class folder",
+                    )
                 )

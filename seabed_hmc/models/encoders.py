@@ -233,6 +233,8 @@ class _WeightSource:
 
 
 def _resolve_name_and_source(name: str | None, weights: str | Path | None) -> tuple[str, _WeightSource]:
+    if name:
+        check_model_name(name)
     if weights is None or str(weights) == "random":
         source = _WeightSource("random", "random")
     elif str(weights) in KNOWN_WEIGHTS:
@@ -256,7 +258,6 @@ def _resolve_name_and_source(name: str | None, weights: str | Path | None) -> tu
         source = _WeightSource("file", str(path), path, file_sha256(path))
     if not name:
         raise ValueError("name (a timm model name) is required unless weights is a known short name")
-    check_model_name(name)
     return name, source
 
 
