@@ -87,7 +87,9 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     channels_last: bool = True
-    bf16: str = "auto"  # auto | on | off (autocast on CPUs that support bf16)
+    bf16: bool | str = (
+        "auto"  # auto | true | false: bf16 autocast of the encoder (true only if the CPU has it)
+    )
     feature_cache: bool = True  # frozen encoders: compute features once
     cache_dir: str | None = None  # default: <out>/../.feature_cache
     augmented_views: int = 0  # frozen + cache: augmented views per training image (0 = eval transform)

@@ -133,26 +133,25 @@ def predict_images(
         writer = csv.writer(handle)
         writer.writerow(header)
         for batch in tqdm(_batches(dataset, batch_size, workers), desc="predict", leave=False):
-            for index in batch.get("bad", []):
-                writer.writerow(
-                    [paths[index], *[metadata[index].get(c, "") for c in meta_columns], "", "unreadable"]
-                )
+            lines = {}  # dataset index -> CSV row; written in input order
+            for index, reason in zip(batch.get("bad", []), batch.get("bad_reasons", []), strict=True):
+                lines[index] = [paths[index], *[metadata[index].get(c, "") for c in meta_columns], "", reason]
                 counts["failed"] += 1
-            if not batch["index"].numel():
-                continue
-            mean, spread = ensemble_probabilities(model(batch["image"]), hierarchy)
-            decoded = hierarchy.decode((mean >= threshold).numpy())
-            for row, index in enumerate(batch["index"].tolist()):
-                writer.writerow(
-                    [
-                        paths[index],
-                        *[metadata[index].get(c, "") for c in meta_columns],
-                        "|".join(decoded[row]),
-                        "",
-                    ]
-                    + [f"{v:.4f}" for v in mean[row, evaluated].tolist()]
-                    + [f"{v:.4f}" for v in spread[row, evaluated].tolist()]
-                )
-                counts["predicted"] += 1
+            if batch["index"].numel():
+                mean, spread = ensemble_probabilities(model(batch["image"]), hierarchy)
+                decoded = hierarchy.decode((mean >= threshold).numpy())
+                for row, index in enumerate(batch["index"].tolist()):
+                    lines[index] = (
+                        [
+                            paths[index],
+                            *[metadata[index].get(c, "") for c in meta_columns],
+                            "|".join(decoded[row]),
+                            "",
+                        ]
+                        + [f"{v:.4f}" for v in mean[row, evaluated].tolist()]
+                        + [f"{v:.4f}" for v in spread[row, evaluated].tolist()]
+                    )
+                    counts["predicted"] += 1
+            writer.writerows(lines[index] for index in sorted(lines))
     os.replace(temporary, out_csv)
     return counts

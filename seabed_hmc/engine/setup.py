@@ -94,10 +94,11 @@ def resolve_heads(config: RunConfig) -> int:
     return config.head.heads or PRESETS[config.loss.name].heads
 
 
-def use_bf16(setting: str) -> bool:
-    if setting not in ("auto", "on", "off"):
-        raise ConfigError(f"train.bf16 must be auto, on or off, got {setting!r}")
-    return setting == "on" or (setting == "auto" and bf16_supported())
+def use_bf16(setting: bool | str) -> bool:
+    """bf16 autocast for the encoder: ``true``, ``false`` or ``"auto"`` (where the CPU supports it)."""
+    if setting not in (True, False, "auto"):
+        raise ConfigError(f"train.bf16 must be true, false or auto, got {setting!r}")
+    return setting is True or (setting == "auto" and bf16_supported())
 
 
 def build_model(

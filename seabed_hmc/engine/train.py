@@ -253,8 +253,12 @@ def node_report(probabilities, targets, mask, hierarchy, train_counts, threshold
     )
 
 
-def train(config: RunConfig, resume: bool = False) -> dict:
-    """Train as configured; returns the final metrics (also written to ``metrics.json``)."""
+def train(config: RunConfig, resume: bool = False, stop_after: int | None = None) -> dict:
+    """Train as configured; returns the final metrics (also written to ``metrics.json``).
+
+    ``resume`` continues from ``last.pt`` in the run folder.  ``stop_after`` ends this call after that
+    many epochs (a time-boxed session; resume later), returning the latest validation metrics.
+    """
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     save_config(config, out / "config.yaml")
@@ -343,6 +347,12 @@ def train(config: RunConfig, resume: bool = False) -> dict:
         row.update({f"val_{k}": metrics[k] for k in ("au_prc", "f1_all", "recall_all", "rare_node_recall")})
         _append_csv(log_path, row)
         log.info("epoch %d: loss %.4f, val AU(PRC) %.4f", epoch, train_loss, metrics["au_prc"])
+        if (
+            stop_after is not None
+            and epoch + 1 - start_epoch >= stop_after
+            and epoch + 1 < config.train.epochs
+        ):
+            return {"stopped_after_epoch": epoch, "val": metrics}
     return finish(model, inputs, hierarchy, train_counts, data, config, out)
 
 
