@@ -164,3 +164,14 @@ def test_cli_train_predict_and_errors(seafloor, tmp_path, capsys):
     assert len(pd.read_csv(tmp_path / "p.csv")) == 40
     assert main(["train", "--config", str(config), "--set", "train.epoch=1"]) == 2
     assert "unknown key 'train.epoch'" in capsys.readouterr().err
+
+
+def test_best_checkpoint_keeps_its_epoch_when_last_moves_on(tmp_path):
+    from seabed_hmc.engine.checkpoint import keep_copy, save_checkpoint
+
+    save_checkpoint({"epoch": 0}, tmp_path / "last.pt")
+    keep_copy(tmp_path / "last.pt", tmp_path / "best.pt")
+    save_checkpoint({"epoch": 1}, tmp_path / "last.pt")
+    assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 0
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left

@@ -11,6 +11,7 @@ reads it: loading a checkpoint never executes code.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +33,26 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        with open(temporary, "wb") as handle:
-            torch.save({"format_version": FORMAT_VERSION, **state}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+        torch.save({"format_version": FORMAT_VERSION, **state}, temporary)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def keep_copy(source: str | Path, destination: str | Path) -> None:
+    """Make ``destination`` a copy of the checkpoint ``source`` (a hard link where possible: instant).
+
+    ``save_checkpoint`` replaces files by rename, so a linked copy keeps the old contents when the
+    source is later overwritten (``best.pt`` stays the best epoch while ``last.pt`` moves on).
+    """
+    source, destination = Path(source), Path(destination)
+    temporary = destination.with_name(f".{destination.name}.tmp{os.getpid()}")
+    temporary.unlink(missing_ok=True)
+    try:
+        os.link(source, temporary)
+    except OSError:
+        shutil.copyfile(source, temporary)
+    os.replace(temporary, destination)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

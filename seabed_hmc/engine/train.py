@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from seabed_hmc.config import RunConfig, config_to_dict, save_config
 from seabed_hmc.data.images import ImageDataset, collate_skip_bad
-from seabed_hmc.engine.checkpoint import load_checkpoint, save_checkpoint
+from seabed_hmc.engine.checkpoint import keep_copy, load_checkpoint, save_checkpoint
 from seabed_hmc.engine.features import FeatureCache
 from seabed_hmc.engine.setup import PreparedData, build_model, normalisation, prepare_data, transforms
 from seabed_hmc.losses import build_loss, node_frequencies
@@ -337,7 +337,7 @@ def train(config: RunConfig, resume: bool = False, stop_after: int | None = None
         }
         save_checkpoint(state, out / "last.pt")
         if improved:
-            save_checkpoint(state, out / "best.pt")
+            keep_copy(out / "last.pt", out / "best.pt")
         row = {
             "epoch": epoch,
             "train_loss": train_loss,
