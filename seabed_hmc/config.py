@@ -47,7 +47,7 @@ class DataConfig:
 class EncoderConfig:
     """The timm encoder and how it is weakened (METHOD.md section 8)."""
 
-    name: str = "resnet18"
+    name: str | None = None  # a timm model name; may be left out when weights is a short name
     weights: str | None = None  # None/"random", a local file, or a short name (mobilenetv2_imagenet)
     freeze: bool = False
     noise_alpha: float = 0.0

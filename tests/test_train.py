@@ -175,3 +175,20 @@ def test_best_checkpoint_keeps_its_epoch_when_last_moves_on(tmp_path):
     assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 0
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_load_model_uses_the_recorded_encoder_name(seafloor, tmp_path):
+    """A config that named only a short weight name (encoder.name null) still rebuilds from the checkpoint."""
+    from seabed_hmc.engine.checkpoint import save_checkpoint
+    from seabed_hmc.engine.setup import load_model
+
+    train(tiny_config(seafloor, tmp_path / "run", "train.epochs=1"))
+    state = load_checkpoint(tmp_path / "run" / "best.pt")
+    state["config"]["encoder"]["name"] = None
+    state.pop("format_version")
+    save_checkpoint(state, tmp_path / "edited.pt")
+    model, hierarchy, _ = load_model(tmp_path / "edited.pt")
+    assert model.encoder.description["name"] == "resnet18" and len(hierarchy) == 21
+    images = torch.zeros(2, 3, 32, 32)
+    original, _, _ = load_model(tmp_path / "run" / "best.pt")
+    torch.testing.assert_close(model(images), original(images))

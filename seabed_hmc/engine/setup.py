@@ -156,6 +156,7 @@ def load_model(checkpoint: str | Path) -> tuple[HierarchicalClassifier, Hierarch
     state = load_checkpoint(checkpoint)
     hierarchy = Hierarchy.from_dict(state["hierarchy"], source=str(checkpoint))
     config = config_from_dict(state["config"], source=f"checkpoint {checkpoint}")
+    config.encoder.name = state["encoder"]["name"]  # resolved (a short weight name implies the model)
     model = build_model(config, hierarchy, weights=None)
     model.load_state_dict(state["model"])
     return model.eval(), hierarchy, state

