@@ -153,7 +153,7 @@ def demo_config(manifest: Path, out: Path, loss: str, quick: bool):
         "encoder.input_size=64",
         "head.hidden=256",
         f"loss.name={loss}",
-        f"train.epochs={3 if quick else 12}",
+        f"train.epochs={3 if quick else 30}",
         "train.batch_size=32",
         "train.learning_rate=0.001",
         "train.encoder_learning_rate=0.001",

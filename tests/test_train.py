@@ -63,6 +63,8 @@ def test_training_writes_every_output_and_reuses_cached_features(seafloor, tmp_p
     assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "cache").glob("*.pt"))] == stamps  # reused
     state = load_checkpoint(out / "best.pt")
     assert state["hierarchy"]["nodes"][0] == "Substrate" and state["normalisation"]["image_size"] == 32
+    assert state["hierarchy"]["excluded"] == ["Substrate"]  # a root every training image has: not evaluated
+    assert not nodes.evaluated[0] and nodes.evaluated[1:].all() and metrics["test"]["nodes_all"] == 20
     assert state["encoder"]["name"] == "resnet18" and len(state["train_indices"]) == 24
 
 
@@ -135,8 +137,9 @@ def test_evaluate_and_predict_from_the_checkpoint_alone(seafloor, tmp_path):
     assert predictions.error.tolist()[:5] == [""] * 5 and predictions.error.iloc[-1] == "file not found"
     assert predictions.survey.iloc[-1] == "gone"  # passthrough metadata kept even for a failed row
     probabilities = predictions[[c for c in predictions.columns if c.startswith("p[")]].iloc[:5].astype(float)
-    assert probabilities.shape == (5, 21) and ((probabilities >= 0) & (probabilities <= 1)).all().all()
-    assert (probabilities["p[Substrate]"] >= probabilities["p[Substrate > Unconsolidated]"]).all()  # coherent
+    assert probabilities.shape == (5, 20) and ((probabilities >= 0) & (probabilities <= 1)).all().all()
+    parent, child = "p[Substrate > Unconsolidated]", "p[Substrate > Unconsolidated > Sand]"
+    assert (probabilities[parent] >= probabilities[child]).all()  # coherent
 
 
 def test_a_damaged_checkpoint_is_reported(tmp_path):

@@ -85,7 +85,18 @@ def prepare_data(data: DataConfig, seed: int) -> PreparedData:
         raise ConfigError(f"no training images in {table.source}: give rows split=train, or no split column")
     if len(splits["val"]) == 0:
         raise ConfigError(f"no validation images in {table.source}: give some rows split=val")
+    table.hierarchy = exclude_always_on_roots(table.hierarchy, table.targets[splits["train"]])
     return PreparedData(table=table, splits=splits, problems=problems)
+
+
+def exclude_always_on_roots(hierarchy: Hierarchy, train_targets) -> Hierarchy:
+    """Keep roots that every training sample has out of the loss and metrics (METHOD.md section 1)."""
+    on = np.asarray(train_targets).min(axis=0) > 0.5
+    always = [hierarchy.nodes[r] for r in hierarchy.roots if on[r] and hierarchy.evaluated[r]]
+    if not always:
+        return hierarchy
+    log.info("roots on in every training sample, not evaluated: %s", always)
+    return hierarchy.with_excluded([*hierarchy.excluded, *always])
 
 
 def resolve_heads(config: RunConfig) -> int:
