@@ -13,18 +13,13 @@ import argparse
 import json
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import yaml
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import yaml  # noqa: E402
-
-from seabed_hmc.metrics import holm_bonferroni, paired_wilcoxon  # noqa: E402
+from seabed_hmc.reporting import compare_to_control, depth_plot, markdown_table, write_between_markers
 
 ROOT = Path(__file__).resolve().parents[1]
-START, END = "<!-- tables:start -->", "<!-- tables:end -->"
 METRICS = {
     "au_prc": "AU(PRC)",
     "recall_all": "node recall",
@@ -36,13 +31,6 @@ METRICS = {
 
 def tolerance(dataset: str) -> float:
     return 0.015 if dataset.endswith("_GO") else 0.01
-
-
-def markdown(table: pd.DataFrame) -> str:
-    header = "| " + " | ".join(map(str, table.columns)) + " |"
-    rule = "|" + "|".join("---" for _ in table.columns) + "|"
-    rows = ["| " + " | ".join(map(str, row)) + " |" for row in table.itertuples(index=False)]
-    return "\n".join([header, rule, *rows])
 
 
 def reproduction(runs: pd.DataFrame, published: dict[str, float]) -> str:
@@ -68,7 +56,7 @@ def reproduction(runs: pd.DataFrame, published: dict[str, float]) -> str:
                 "s/run": f"{group.seconds.mean():.0f}",
             }
         )
-    return markdown(pd.DataFrame(rows))
+    return markdown_table(pd.DataFrame(rows))
 
 
 def deepest_recall(row: pd.Series, levels: int = 2) -> float:
@@ -87,52 +75,30 @@ def method_table(runs: pd.DataFrame) -> str:
         for key, label in columns.items():
             row[label] = f"{group[key].mean():.0f}" if key == "seconds" else f"{group[key].mean():.4f}"
         rows.append(row)
-    return markdown(pd.DataFrame(rows))
+    return markdown_table(pd.DataFrame(rows))
 
 
 def significance(runs: pd.DataFrame) -> str:
     """Each method against control, paired on (dataset, seed), two-sided, Holm-corrected per metric."""
-    control = runs[runs.method == "control"].set_index(["dataset", "seed"])
-    rows, p_values = [], {key: [] for key in METRICS}
-    methods = [m for m in runs.method.unique() if m != "control"]
-    for method in methods:
-        other = runs[runs.method == method].set_index(["dataset", "seed"])
-        pairs = other.index.intersection(control.index)
-        row = {"method": method, "pairs": len(pairs)}
-        for key, label in METRICS.items():
-            test = paired_wilcoxon(other.loc[pairs, key].to_numpy(), control.loc[pairs, key].to_numpy())
-            p_values[key].append(test.p_value)
-            ratio = other.loc[pairs, key].mean() / max(control.loc[pairs, key].mean(), 1e-12)
-            row[label] = f"{test.mean_difference:+.4f} (x{ratio:.2f}), p={test.p_value:.3g}"
-        rows.append(row)
-    for key, label in METRICS.items():
-        adjusted = holm_bonferroni(np.array(p_values[key], dtype=float)) if p_values[key] else []
-        for row, p in zip(rows, adjusted, strict=True):
-            row[label] += f", Holm {p:.3g}"
-    return markdown(pd.DataFrame(rows)) if rows else "(no method other than control has runs yet)"
+    if set(runs.method) <= {"control"}:
+        return "(no method other than control has runs yet)"
+    return markdown_table(compare_to_control(runs, METRICS, ["dataset", "seed"]))
 
 
-def depth_plot(runs: pd.DataFrame, path: Path) -> str:
+def plot_depths(runs: pd.DataFrame, path: Path) -> str:
     funcat = runs[runs.dataset.str.endswith("_FUN")]
     methods = [
         m for m in ("control", "rare_node_bbma", "rare_node_gmu", "imbalance") if m in set(funcat.method)
     ]
     if not methods:
         return "(no FunCat runs yet)"
-    figure, axis = plt.subplots(figsize=(6, 4))
-    for method in methods:
-        rows = funcat[funcat.method == method]
-        table = pd.DataFrame([{int(k): v for k, v in json.loads(r).items()} for r in rows.recall_by_depth])
-        mean = table.mean(axis=0).sort_index()
-        axis.plot(mean.index, mean.to_numpy(), marker="o", label=f"{method} ({rows.dataset.nunique()} sets)")
-    axis.set_xlabel("depth in the FunCat hierarchy (1 = top level)")
-    axis.set_ylabel("macro recall over nodes at that depth")
-    axis.set_title("Recall by depth, mean over FunCat sets and seeds")
-    axis.legend()
-    axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    groups = {
+        f"{m} ({funcat[funcat.method == m].dataset.nunique()} sets)": funcat[funcat.method == m]
+        for m in methods
+    }
+    depth_plot(
+        groups, path, "Recall by depth, mean over FunCat sets and seeds", "depth in the FunCat hierarchy"
+    )
     return f"![recall by depth]({path.name})"
 
 
@@ -147,7 +113,6 @@ def main() -> None:
     default_heads = runs[runs.method.str.startswith(("rare_node", "focal"))]
     main_runs = runs[(runs.heads == 1) | runs.index.isin(default_heads[default_heads.heads == 5].index)]
     sections = [
-        START,
         f"_Generated by `python scripts/hmc_report.py` from `{args.runs.name}` ({len(runs)} runs)._",
         "### Reproduction: control (C-HMCNN) vs the published AU(PRC)",
         reproduction(runs, published),
@@ -158,14 +123,9 @@ def main() -> None:
         "Holm-adjusted p over the methods compared on that metric.",
         significance(main_runs),
         "### Recall by depth (FunCat)",
-        depth_plot(main_runs, args.out.with_name("hmc_recall_by_depth.png")),
-        END,
+        plot_depths(main_runs, args.out.with_name("hmc_recall_by_depth.png")),
     ]
-    generated = "\n\n".join(sections)
-    text = args.out.read_text() if args.out.exists() else f"# HMC benchmarks\n\n{START}\n{END}\n"
-    before, rest = text.split(START, 1)
-    after = rest.split(END, 1)[1]
-    args.out.write_text(before + generated + after)
+    write_between_markers(args.out, "\n\n".join(sections), "HMC benchmarks")
     print(f"wrote {args.out} and {args.out.with_name('hmc_recall_by_depth.png')}")
 
 

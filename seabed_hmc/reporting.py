@@ -1,0 +1,114 @@
+"""Tables, paired statistics and plots for result tables (one row per run), and report files.
+
+Used by the benchmark and study scripts; every number they print comes from a runs table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from seabed_hmc.metrics import holm_bonferroni, paired_wilcoxon
+
+START, END = "<!-- tables:start -->", "<!-- tables:end -->"
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """A GitHub-flavoured markdown table of a DataFrame (values as they are, stringified)."""
+    header = "| " + " | ".join(map(str, table.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    rows = ["| " + " | ".join(map(str, row)) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
+def compare_to_control(
+    runs: pd.DataFrame,
+    metrics: dict[str, str],
+    pair_on: Sequence[str],
+    method_column: str = "method",
+    control: str = "control",
+) -> pd.DataFrame:
+    """Each method against ``control``, paired on ``pair_on`` (e.g. dataset and seed).
+
+    Per metric: the mean difference (method − control), the ratio of means, the two-sided Wilcoxon
+    signed-rank p-value and the Holm-adjusted p-value over the methods compared on that metric.
+    """
+    base = runs[runs[method_column] == control].set_index(list(pair_on))
+    rows, p_values = [], {key: [] for key in metrics}
+    for method in [m for m in runs[method_column].unique() if m != control]:
+        other = runs[runs[method_column] == method].set_index(list(pair_on))
+        pairs = other.index.intersection(base.index)
+        row = {method_column: method, "pairs": len(pairs)}
+        for key, label in metrics.items():
+            test = paired_wilcoxon(
+                other.loc[pairs, key].to_numpy(float), base.loc[pairs, key].to_numpy(float)
+            )
+            p_values[key].append(test.p_value)
+            ratio = other.loc[pairs, key].mean() / max(base.loc[pairs, key].mean(), 1e-12)
+            row[label] = f"{test.mean_difference:+.4f} (x{ratio:.2f}), p={test.p_value:.3g}"
+        rows.append(row)
+    for key, label in metrics.items():
+        adjusted = holm_bonferroni(np.array(p_values[key], dtype=float)) if p_values[key] else []
+        for row, p in zip(rows, adjusted, strict=True):
+            row[label] += f", Holm {p:.3g}"
+    return pd.DataFrame(rows)
+
+
+def mean_table(
+    runs: pd.DataFrame, by: Sequence[str], metrics: dict[str, str], digits: int = 4
+) -> pd.DataFrame:
+    """Mean (and, with more than one run, ± sample std) of each metric per group."""
+    rows = []
+    for key, group in runs.groupby(list(by), sort=False):
+        row = dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True))
+        row["runs"] = len(group)
+        for column, label in metrics.items():
+            values = group[column].astype(float)
+            text = f"{values.mean():.{digits}f}"
+            if len(values) > 1:
+                text += f" ± {values.std(ddof=1):.{digits}f}"
+            row[label] = text
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def recall_by_depth(runs: pd.DataFrame, column: str = "recall_by_depth") -> pd.DataFrame:
+    """The per-depth recall JSON column of a runs table as a (runs, depths) frame."""
+    return pd.DataFrame(
+        [{int(k): v for k, v in json.loads(text).items()} for text in runs[column]]
+    ).sort_index(axis=1)
+
+
+def depth_plot(groups: dict[str, pd.DataFrame], path: Path, title: str, xlabel: str) -> None:
+    """Mean recall by depth, one line per group of runs, saved as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for label, runs in groups.items():
+        mean = recall_by_depth(runs).mean(axis=0)
+        axis.plot(mean.index, mean.to_numpy(), marker="o", label=label)
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel("macro recall over nodes at that depth")
+    axis.set_title(title)
+    axis.legend()
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def write_between_markers(path: Path, generated: str, title: str) -> None:
+    """Replace the text between the table markers of ``path`` (hand-written text outside is kept)."""
+    text = path.read_text() if path.exists() else f"# {title}\n\n{START}\n{END}\n"
+    if START not in text or END not in text:
+        text = text.rstrip() + f"\n\n{START}\n{END}\n"
+    before, rest = text.split(START, 1)
+    after = rest.split(END, 1)[1]
+    path.write_text(before + START + "\n\n" + generated + "\n\n" + END + after)
