@@ -195,3 +195,26 @@ def test_load_model_uses_the_recorded_encoder_name(seafloor, tmp_path):
     images = torch.zeros(2, 3, 32, 32)
     original, _, _ = load_model(tmp_path / "run" / "best.pt")
     torch.testing.assert_close(model(images), original(images))
+
+
+def test_augmented_views_are_cached_per_image(seafloor, tmp_path):
+    train(tiny_config(seafloor, tmp_path / "run", "train.epochs=1", "train.augmented_views=3"))
+    entries = [torch.load(p, weights_only=True) for p in (tmp_path / "cache").glob("*.pt")]
+    shapes = sorted(tuple(e["features"].shape[:2]) for e in entries)
+    assert shapes == [(1, 8), (1, 8), (3, 24)]  # val, test: one eval view; train: three augmented views
+    views = next(e["features"] for e in entries if e["features"].shape[0] == 3)
+    assert not torch.equal(views[0], views[1])  # different augmentations, different features
+
+
+def test_cli_hierarchy_show_and_validate(tmp_path, capsys):
+    paths = tmp_path / "h.csv"
+    paths.write_text("path\nBiota > Macroalgae > Kelp\nBiota > Sponges\n")
+    assert main(["hierarchy", "validate", str(paths)]) == 0
+    assert "ok: Hierarchy(4 nodes" in capsys.readouterr().out
+    assert main(["hierarchy", "show", str(paths)]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[1:] == ["Biota   (not evaluated)", "  Macroalgae", "    Kelp", "  Sponges"]
+    cyclic = tmp_path / "cycle.csv"
+    cyclic.write_text("id,parent,name\n1,2,a\n2,1,b\n")
+    assert main(["hierarchy", "validate", str(cyclic)]) == 2
+    assert "cycle" in capsys.readouterr().err
