@@ -91,7 +91,7 @@ class TrainConfig:
         "auto"  # auto | true | false: bf16 autocast of the encoder (true only if the CPU has it)
     )
     feature_cache: bool = True  # frozen encoders: compute features once
-    cache_dir: str | None = None  # default: <out>/../.feature_cache
+    cache_dir: str | None = None  # default: $SEABED_HMC_CACHE or ~/.cache/seabed_hmc/features (shared)
     augmented_views: int = 0  # frozen + cache: augmented views per training image (0 = eval transform)
     selection_metric: str = "au_prc"
     threshold: float = 0.5

@@ -24,3 +24,17 @@ def shared_data_path(*parts: str) -> Path:
 def shared_data() -> Path:
     """The shared real-data folder; tests using it skip cleanly where it is absent."""
     return shared_data_path()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_feature_cache(tmp_path_factory):
+    """Runs that do not name a cache folder use a per-session one, never the user's ~/.cache."""
+    import os
+
+    previous = os.environ.get("SEABED_HMC_CACHE")
+    os.environ["SEABED_HMC_CACHE"] = str(tmp_path_factory.mktemp("feature_cache"))
+    yield
+    if previous is None:
+        os.environ.pop("SEABED_HMC_CACHE", None)
+    else:
+        os.environ["SEABED_HMC_CACHE"] = previous

@@ -218,3 +218,13 @@ def test_cli_hierarchy_show_and_validate(tmp_path, capsys):
     cyclic.write_text("id,parent,name\n1,2,a\n2,1,b\n")
     assert main(["hierarchy", "validate", str(cyclic)]) == 2
     assert "cycle" in capsys.readouterr().err
+
+
+def test_default_cache_folder_follows_the_environment(monkeypatch, tmp_path):
+    from seabed_hmc.engine.train import default_cache_dir
+
+    monkeypatch.setenv("SEABED_HMC_CACHE", str(tmp_path / "mine"))
+    assert default_cache_dir() == tmp_path / "mine"
+    monkeypatch.delenv("SEABED_HMC_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "seabed_hmc" / "features"

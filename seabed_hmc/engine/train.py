@@ -16,6 +16,7 @@ import csv
 import json
 import logging
 import math
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -83,12 +84,21 @@ def _loader(dataset: ImageDataset, batch_size: int, workers: int, shuffle: bool,
     )
 
 
+def default_cache_dir() -> Path:
+    """``$SEABED_HMC_CACHE`` or ``$XDG_CACHE_HOME/seabed_hmc/features`` (``~/.cache/...``): shared by all
+    runs, which is safe because entries are keyed on everything that changes the features."""
+    if os.environ.get("SEABED_HMC_CACHE"):
+        return Path(os.environ["SEABED_HMC_CACHE"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "seabed_hmc" / "features"
+
+
 def build_inputs(config: RunConfig, model: HierarchicalClassifier, data: PreparedData, norm: dict) -> dict:
     """Per split, either cached features (frozen encoder + cache) or an image dataset."""
     table = data.table
     train_transform, eval_transform = transforms(config, norm)
     use_cache = bool(getattr(model.encoder, "frozen", False)) and config.train.feature_cache
-    cache_dir = Path(config.train.cache_dir or Path(config.out).parent / ".feature_cache")
+    cache_dir = Path(config.train.cache_dir) if config.train.cache_dir else default_cache_dir()
     cache = FeatureCache(cache_dir)
     inputs = {}
     for split, rows in data.splits.items():
