@@ -228,3 +228,17 @@ def test_default_cache_folder_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("SEABED_HMC_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_cache_dir() == tmp_path / "xdg" / "seabed_hmc" / "features"
+
+
+def test_evaluate_and_predict_use_the_runs_column_names(seafloor, tmp_path):
+    renamed = seafloor.parent / "renamed.csv"  # beside the images and hierarchy.csv
+    pd.read_csv(seafloor).rename(columns={"image": "path", "labels": "hierarchy_path"}).to_csv(
+        renamed, index=False
+    )
+    config = tiny_config(
+        renamed, tmp_path / "run", "train.epochs=1", "data.columns={image: path, labels: hierarchy_path}"
+    )
+    train(config)
+    checkpoint = tmp_path / "run" / "best.pt"
+    assert evaluate_checkpoint(checkpoint, renamed, workers=0)["images"] == 40
+    assert predict_images(checkpoint, renamed, tmp_path / "p.csv", workers=0)["predicted"] == 40

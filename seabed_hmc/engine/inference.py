@@ -48,7 +48,8 @@ def evaluate_checkpoint(
 ) -> dict:
     """Metrics of a checkpoint on a labelled manifest; writes metrics.json and nodes.csv into ``out``."""
     model, hierarchy, state = load_model(checkpoint)
-    table = read_manifest(manifest, hierarchy=hierarchy)
+    data = state["config"]["data"]  # the training run's column names apply to manifests like its own
+    table = read_manifest(manifest, hierarchy=hierarchy, columns=data.get("columns") or None)
     dataset = ImageDataset(table.frame["image"].tolist(), table.targets, table.mask, _eval_transform(state))
     means, rows, bad = [], [], []
     for batch in tqdm(_batches(dataset, batch_size, workers), desc="evaluate", leave=False):
@@ -83,8 +84,11 @@ def _train_counts(state: dict, hierarchy) -> np.ndarray | None:
     return None if counts is None else np.asarray(counts)
 
 
-def image_list(source: str | Path) -> tuple[list[str], list[dict]]:
-    """Images to predict: every image file under a folder, or the rows of a manifest (with metadata)."""
+def image_list(source: str | Path, columns: dict | None = None) -> tuple[list[str], list[dict]]:
+    """Images to predict: every image file under a folder, or the rows of a manifest (with metadata).
+
+    ``columns`` maps the known names to the file's (``{"image": "path"}``), as in ``data.columns``.
+    """
     source = Path(source)
     if source.is_dir():
         paths = sorted(
@@ -97,8 +101,11 @@ def image_list(source: str | Path) -> tuple[list[str], list[dict]]:
         import pandas as pd
 
         frame = pd.read_csv(source, dtype=str, keep_default_na=False)
+        frame = frame.rename(
+            columns={v: k for k, v in (columns or {}).items() if v in frame and k not in frame}
+        )
         if "image" not in frame:
-            raise ValueError(f"{source} has no 'image' column")
+            raise ValueError(f"{source} has no 'image' column (nor the run's data.columns name for it)")
         root = source.parent
         paths = [str(p if Path(p).is_absolute() else root / p) for p in frame["image"]]
         metadata = frame.drop(columns=[c for c in ("image", "labels") if c in frame]).to_dict("records")
@@ -117,7 +124,7 @@ def predict_images(
 ) -> dict:
     """Write per-image predictions (coherent paths, per-node probabilities and spread) to a CSV."""
     model, hierarchy, state = load_model(checkpoint)
-    paths, metadata = image_list(source)
+    paths, metadata = image_list(source, state["config"]["data"].get("columns") or None)
     empty = torch.zeros(len(paths), len(hierarchy))
     dataset = ImageDataset(paths, empty, empty, _eval_transform(state))
     meta_columns = list(dict.fromkeys(k for row in metadata for k in row))
