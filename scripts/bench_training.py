@@ -186,14 +186,11 @@ def main() -> None:
         summary |= pipeline_benchmark(table, args.steps, args.batch_size, args.workers)
     # The headline is the cache's effect with the first head count (1 by default: control), where the
     # encoder pass dominates; with 20 wide heads the head training itself dominates (reported beside it).
-    headline = summary[f"feature_cache_speedup_heads{args.heads[0]}"] if args.heads else float("nan")
-    ratio = summary.pop("input_pipeline_ratio")
-    rest = {k: round(v, 2) for k, v in summary.items()}
-    print(
-        json.dumps(
-            {"feature_cache_speedup": round(headline, 2), "input_pipeline_ratio": round(ratio, 3), **rest}
-        )
-    )
+    figures = {"input_pipeline_ratio": round(summary.pop("input_pipeline_ratio"), 3)}
+    if args.heads:
+        headline = summary[f"feature_cache_speedup_heads{args.heads[0]}"]
+        figures = {"feature_cache_speedup": round(headline, 2), **figures}
+    print(json.dumps({**figures, **{k: round(v, 2) for k, v in summary.items()}}))
 
 
 if __name__ == "__main__":

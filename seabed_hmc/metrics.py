@@ -306,7 +306,10 @@ def depth_scores(
         recall_supported, f1_supported`` (supported = evaluated nodes with known test positives; the
         supported averages are nan at a depth without any).
     """
-    scores = node_scores(predicted, targets, mask, hierarchy)
+    return _depth_table(node_scores(predicted, targets, mask, hierarchy), hierarchy)
+
+
+def _depth_table(scores: NodeScores, hierarchy: Hierarchy) -> pd.DataFrame:
     depth = np.asarray(hierarchy.depth)
     rows = []
     for level in np.unique(depth[scores.evaluated]):
@@ -369,8 +372,11 @@ def rare_node_recall(
     node without known test positives, so such rare nodes are left out of the average (rather than
     counted as 0); ``nodes_supported`` says how many remained.  nan if none has test support.
     """
+    return _rare_recall(node_scores(predicted, targets, mask, hierarchy), hierarchy, train_counts, fraction)
+
+
+def _rare_recall(scores: NodeScores, hierarchy: Hierarchy, train_counts, fraction: float) -> RareNodeRecall:
     chosen = rare_nodes(hierarchy, train_counts, fraction)
-    scores = node_scores(predicted, targets, mask, hierarchy)
     with_support = chosen[scores.support[chosen] > 0]
     return RareNodeRecall(
         recall=_mean_or_nan(scores.recall[with_support]),
@@ -455,13 +461,14 @@ def evaluate_predictions(
     scores = _to_numpy(probabilities)
     predicted = scores >= threshold
     result: dict[str, float | int] = {"au_prc": micro_average_precision(scores, targets, mask, hierarchy)}
-    result.update(macro_node_scores(predicted, targets, mask, hierarchy))
+    per_node = node_scores(predicted, targets, mask, hierarchy)  # once, shared by the summaries below
+    result.update(_macro(per_node, np.ones_like(per_node.evaluated)))
     result.update(hierarchical_scores(predicted, targets, mask, hierarchy))
-    for row in depth_scores(predicted, targets, mask, hierarchy).itertuples(index=False):
+    for row in _depth_table(per_node, hierarchy).itertuples(index=False):
         result[f"recall_depth_{row.depth}"] = float(row.recall_all)
         result[f"recall_supported_depth_{row.depth}"] = float(row.recall_supported)
     if train_counts is not None:
-        rare = rare_node_recall(predicted, targets, mask, hierarchy, train_counts)
+        rare = _rare_recall(per_node, hierarchy, train_counts, 1 / 3)
         result["rare_node_recall"] = rare.recall
         result["rare_nodes"] = int(rare.nodes.size)
         result["rare_nodes_supported"] = rare.nodes_supported

@@ -12,9 +12,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import torch
-
 from seabed_hmc.data.arff import HMCDataset, prepare_hmc_splits
 from seabed_hmc.data.oversampling import hros_indices
 from seabed_hmc.engine.tabular import TabularSettings, predict_tabular, train_tabular
@@ -75,10 +72,7 @@ def run_one(
     """
     spec = method(method_name)
     start = time.perf_counter()
-    x_train, y_train, mask_train, x_test, y_test, mask_test = (
-        torch.as_tensor(np.asarray(a), dtype=torch.float32) if a is not None else None
-        for a in prepare_hmc_splits(dataset)
-    )
+    x_train, y_train, mask_train, x_test, y_test, mask_test = prepare_hmc_splits(dataset)
     hierarchy = dataset.hierarchy
     heads = heads_for(method_name, settings)
     loss_fn = build_loss(

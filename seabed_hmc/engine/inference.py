@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -53,7 +54,10 @@ def evaluate_checkpoint(
     dataset = ImageDataset(table.frame["image"].tolist(), table.targets, table.mask, _eval_transform(state))
     means, rows, bad = [], [], []
     for batch in tqdm(_batches(dataset, batch_size, workers), desc="evaluate", leave=False):
-        bad += [dataset.paths[i] for i in batch.get("bad", [])]
+        bad += [
+            (dataset.paths[i], r)
+            for i, r in zip(batch.get("bad", []), batch.get("bad_reasons", []), strict=True)
+        ]
         if batch["index"].numel():
             means.append(ensemble_probabilities(model(batch["image"]), hierarchy)[0])
             rows.append(batch["index"].numpy())
@@ -61,7 +65,7 @@ def evaluate_checkpoint(
         raise ValueError(f"no image of {manifest} could be read ({len(bad)} failed)")
     kept = np.concatenate(rows)
     probabilities = torch.cat(means)
-    train_counts = _train_counts(state, hierarchy)
+    train_counts = None if state.get("train_counts") is None else np.asarray(state["train_counts"])
     metrics = evaluate_predictions(
         probabilities, table.targets[kept], table.mask[kept], hierarchy, train_counts
     )
@@ -75,13 +79,8 @@ def evaluate_checkpoint(
         )
         report.to_csv(out / "nodes.csv", index=False)
         if bad:
-            (out / "problems.csv").write_text("image,reason\n" + "".join(f"{p},unreadable\n" for p in bad))
+            pd.DataFrame(bad, columns=["image", "reason"]).to_csv(out / "problems.csv", index=False)
     return metrics
-
-
-def _train_counts(state: dict, hierarchy) -> np.ndarray | None:
-    counts = state.get("train_counts")
-    return None if counts is None else np.asarray(counts)
 
 
 def image_list(source: str | Path, columns: dict | None = None) -> tuple[list[str], list[dict]]:
@@ -98,8 +97,6 @@ def image_list(source: str | Path, columns: dict | None = None) -> tuple[list[st
             raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {source}")
         return paths, [{} for _ in paths]
     if source.suffix.lower() == ".csv":
-        import pandas as pd
-
         frame = pd.read_csv(source, dtype=str, keep_default_na=False)
         frame = frame.rename(
             columns={v: k for k, v in (columns or {}).items() if v in frame and k not in frame}
