@@ -23,6 +23,7 @@ import pandas as pd
 from seabed_hmc.config import load_config
 from seabed_hmc.engine.train import train
 from seabed_hmc.reporting import (
+    append_row,
     compare_to_control,
     depth_plot,
     markdown_table,
@@ -84,9 +85,7 @@ def run(args: argparse.Namespace) -> None:
                     "recall_by_depth": json.dumps(depths),
                     "seconds": round(time.perf_counter() - start, 1),
                 }
-                table = pd.read_csv(args.out) if args.out.exists() else pd.DataFrame()
-                args.out.parent.mkdir(parents=True, exist_ok=True)
-                pd.concat([table, pd.DataFrame([row])], ignore_index=True).to_csv(args.out, index=False)
+                append_row(args.out, row)
                 print(
                     f"{encoder:10s} {method:15s} seed {seed}: AU(PRC) {test['au_prc']:.4f} "
                     f"F1 {test['f1_all']:.4f} rare recall {test['rare_node_recall']:.4f} "

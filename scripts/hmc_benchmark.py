@@ -12,7 +12,6 @@ from ``configs/hmc_benchmarks.yaml``; ``--datasets`` also takes the groups FUN, 
 from __future__ import annotations
 
 import argparse
-import fcntl
 import functools
 import os
 import sys
@@ -26,6 +25,7 @@ import yaml
 
 from seabed_hmc.data.arff import available_hmc_datasets, load_hmc_dataset
 from seabed_hmc.engine.hmc_benchmark import METHODS, heads_for, run_one
+from seabed_hmc.reporting import append_row
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs" / "hmc_benchmarks.yaml"
@@ -77,18 +77,6 @@ def finished_keys(out: Path) -> set[tuple]:
     return {tuple(row) for row in table[KEY].astype({"seed": int, "heads": int}).itertuples(index=False)}
 
 
-def append_row(out: Path, row: dict) -> None:
-    """Append under an exclusive lock; write to a temporary file and rename it into place."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_suffix(out.suffix + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        table = pd.read_csv(out) if out.exists() else pd.DataFrame()
-        table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
-        temporary = out.with_suffix(out.suffix + f".tmp{os.getpid()}")
-        table.to_csv(temporary, index=False)
-        os.replace(temporary, out)
-
-
 @functools.lru_cache(maxsize=4)
 def cached_dataset(data: str, name: str):
     return load_hmc_dataset(data, name)
@@ -113,6 +101,9 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "hmc.csv")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads per run (default: cores / jobs)"
+    )
     args = parser.parse_args()
 
     if not args.data.is_dir():
@@ -133,7 +124,7 @@ def main() -> None:
     skipped = len(args.seeds) * len(datasets) * len(args.methods) - len(jobs)
     print(f"# {' '.join(sys.argv)}", flush=True)
     print(f"# {len(jobs)} runs to do, {skipped} already in {args.out}", flush=True)
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     start = time.perf_counter()
     submit_args = [
         (str(args.data), name, method, seed, settings, threads, str(args.out))

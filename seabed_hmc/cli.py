@@ -1,4 +1,4 @@
-"""The ``seabed-hmc`` command line: demo, train, evaluate, predict, stats, hierarchy show|validate."""
+"""The ``seabed-hmc`` command line: demo, train, ablate, evaluate, predict, stats, hierarchy."""
 
 from __future__ import annotations
 
@@ -63,6 +63,21 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ablate(args: argparse.Namespace) -> int:
+    from seabed_hmc.ablation_report import write_report
+    from seabed_hmc.engine.ablation import load_ablation_config, run_ablation
+
+    config = load_ablation_config(args.config, args.set or [])
+    out = Path(args.out)
+    if not args.report_only:
+        results = run_ablation(config, out, progress=not args.no_progress)
+        print(f"{len(results)} cells in {out / 'results.csv'}")
+    if not (out / "results.csv").exists():
+        raise FileNotFoundError(f"{out / 'results.csv'} does not exist: no finished cells to report")
+    print(f"wrote {write_report(out, config.control)}")
+    return 0
+
+
 def _hierarchy(args: argparse.Namespace) -> int:
     from seabed_hmc.hierarchy import load_hierarchy
 
@@ -116,6 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="run folder (overrides the config's out)")
     train.add_argument("--resume", action="store_true", help="continue from the run folder's last.pt")
     train.set_defaults(run=_train)
+
+    ablate = commands.add_parser(
+        "ablate", help="limited-data grid: fractions x configurations x encoders x seeds, with a report"
+    )
+    ablate.add_argument("--config", required=True, help="a grid YAML (see configs/ablation_quick.yaml)")
+    ablate.add_argument("--out", required=True, help="folder for results.csv, report.md and plots")
+    ablate.add_argument("--set", action="append", metavar="KEY=VALUE", help="grid override, e.g. seeds=[0,1]")
+    ablate.add_argument("--report-only", action="store_true", help="rewrite the report from results.csv")
+    ablate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ablate.set_defaults(run=_ablate)
 
     evaluate = commands.add_parser("evaluate", help="metrics of a checkpoint on a labelled manifest")
     evaluate.add_argument("--checkpoint", required=True)

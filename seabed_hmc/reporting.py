@@ -5,7 +5,9 @@ Used by the benchmark and study scripts; every number they print comes from a ru
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -111,4 +113,26 @@ def write_between_markers(path: Path, generated: str, title: str) -> None:
         text = text.rstrip() + f"\n\n{START}\n{END}\n"
     before, rest = text.split(START, 1)
     after = rest.split(END, 1)[1]
-    path.write_text(before + START + "\n\n" + generated + "\n\n" + END + after)
+    write_text_atomic(path, before + START + "\n\n" + generated + "\n\n" + END + after)
+
+
+def append_row(path: Path, row: dict) -> None:
+    """Append one row to a CSV table safely: under an exclusive lock (parallel writers), written to a
+    temporary file and renamed into place (a reader never sees a half-written table)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(path.suffix + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        table = pd.read_csv(path) if path.exists() else pd.DataFrame()
+        table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
+        temporary = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+        table.to_csv(temporary, index=False)
+        os.replace(temporary, path)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a text file under a temporary name and rename it into place."""
+    path = Path(path)
+    temporary = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    temporary.write_text(text)
+    os.replace(temporary, path)

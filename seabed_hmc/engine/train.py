@@ -49,9 +49,28 @@ class Inputs:
     mask: torch.Tensor
     features: torch.Tensor | None = None
     images: ImageDataset | None = None
+    rows: np.ndarray | None = None  # positions within the split (images that failed are left out)
 
     def __len__(self) -> int:
         return len(self.targets)
+
+    def select(self, positions: np.ndarray) -> Inputs:
+        """The rows at these positions of the split (a training subset); rows whose image failed to
+        load are absent from both and stay absent."""
+        rows = np.arange(len(self)) if self.rows is None else self.rows
+        keep = np.flatnonzero(np.isin(rows, np.asarray(positions)))
+        index = torch.from_numpy(keep)
+        images = None
+        if self.images is not None:
+            images = ImageDataset(
+                [self.images.paths[i] for i in keep],
+                self.images.targets[index],
+                self.images.mask[index],
+                self.images.transform,
+                self.images.max_pixels,
+            )
+        features = None if self.features is None else self.features[:, index]
+        return Inputs(self.targets[index], self.mask[index], features, images, rows[keep])
 
 
 def seed_everything(seed: int, epoch: int = 0) -> None:
@@ -114,7 +133,7 @@ def build_inputs(config: RunConfig, model: HierarchicalClassifier, data: Prepare
         )
         dataset = ImageDataset(paths, targets, mask, transform)
         if not use_cache:
-            inputs[split] = Inputs(targets, mask, images=dataset)
+            inputs[split] = Inputs(targets, mask, images=dataset, rows=np.arange(len(rows)))
             continue
         views = config.train.augmented_views if is_train and config.train.augmented_views else 1
         features, ok, hit = cache.features(
@@ -141,9 +160,11 @@ def build_inputs(config: RunConfig, model: HierarchicalClassifier, data: Prepare
                 (paths[i], "failed to load during feature extraction") for i in np.flatnonzero(~ok.numpy())
             ]
             data.problems.extend(bad)
-            keep = torch.from_numpy(np.flatnonzero(ok.numpy()))
+        kept = np.flatnonzero(ok.numpy())
+        if len(kept) < len(rows):
+            keep = torch.from_numpy(kept)
             features, targets, mask = features[:, keep], targets[keep], mask[keep]
-        inputs[split] = Inputs(targets, mask, features=features)
+        inputs[split] = Inputs(targets, mask, features=features, rows=kept)
     return inputs
 
 
@@ -263,11 +284,26 @@ def node_report(probabilities, targets, mask, hierarchy, train_counts, threshold
     )
 
 
-def train(config: RunConfig, resume: bool = False, stop_after: int | None = None) -> dict:
+def train(
+    config: RunConfig,
+    resume: bool = False,
+    stop_after: int | None = None,
+    *,
+    data: PreparedData | None = None,
+    train_subset: np.ndarray | None = None,
+    reference_counts: np.ndarray | None = None,
+    save_checkpoints: bool = True,
+) -> dict:
     """Train as configured; returns the final metrics (also written to ``metrics.json``).
 
     ``resume`` continues from ``last.pt`` in the run folder.  ``stop_after`` ends this call after that
     many epochs (a time-boxed session; resume later), returning the latest validation metrics.
+
+    For studies that train many cells on one dataset (``seabed-hmc ablate``): ``data`` reuses prepared
+    data (images already checked), ``train_subset`` trains on those positions of the training split
+    only (the node weights then come from the subset), ``reference_counts`` fixes the training counts
+    that define the rare nodes of the metrics (default: the subset's), and ``save_checkpoints=False``
+    keeps the best weights in memory and writes no ``.pt`` files.
     """
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -275,7 +311,7 @@ def train(config: RunConfig, resume: bool = False, stop_after: int | None = None
     torch.use_deterministic_algorithms(config.train.deterministic, warn_only=True)
     seed_everything(config.train.seed)
 
-    data = prepare_data(config.data, config.train.seed)
+    data = data if data is not None else prepare_data(config.data, config.train.seed)
     hierarchy = data.hierarchy
     model = build_model(config, hierarchy)
     if config.train.channels_last:
@@ -283,8 +319,14 @@ def train(config: RunConfig, resume: bool = False, stop_after: int | None = None
     train_rows = data.splits["train"]
     norm = normalisation(config, model, data.table.frame["image"].iloc[train_rows].tolist())
     inputs = build_inputs(config, model, data, norm)
+    if train_subset is not None:
+        inputs["train"] = inputs["train"].select(train_subset)
+        train_rows = train_rows[inputs["train"].rows]
+        if len(inputs["train"]) == 0:
+            raise ValueError("the training subset is empty")
     train_inputs = inputs["train"]
     train_counts, _ = node_frequencies(hierarchy, train_inputs.targets, train_inputs.mask)
+    metric_counts = train_counts if reference_counts is None else np.asarray(reference_counts)
     loss_fn = build_loss(
         config.loss.name,
         hierarchy,
@@ -302,8 +344,8 @@ def train(config: RunConfig, resume: bool = False, stop_after: int | None = None
     optimiser = _optimiser(model, config, head_only)
     scheduler = _scheduler(optimiser, config)
 
-    start_epoch, best = 0, -math.inf
-    if resume and (out / "last.pt").exists():
+    start_epoch, best, best_state = 0, -math.inf, None
+    if resume and save_checkpoints and (out / "last.pt").exists():
         state = load_checkpoint(out / "last.pt")
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
@@ -331,11 +373,16 @@ def train(config: RunConfig, resume: bool = False, stop_after: int | None = None
         val = inputs["val"]
         probabilities, _, kept = predict_inputs(model, val, config, hierarchy)
         metrics = evaluate_predictions(
-            probabilities, val.targets[kept], val.mask[kept], hierarchy, train_counts, config.train.threshold
+            probabilities, val.targets[kept], val.mask[kept], hierarchy, metric_counts, config.train.threshold
         )
         score = _metric(metrics.get(config.train.selection_metric))
         improved = score > best
         best = max(best, score)
+        if not save_checkpoints:
+            if improved or best_state is None:
+                best_state = {"epoch": epoch, "model": _clone(model.state_dict())}
+            _append_csv(log_path, _log_row(epoch, train_loss, started, improved, metrics))
+            continue
         state = {
             **record,
             "model": model.state_dict(),
@@ -348,14 +395,7 @@ def train(config: RunConfig, resume: bool = False, stop_after: int | None = None
         save_checkpoint(state, out / "last.pt")
         if improved:
             keep_copy(out / "last.pt", out / "best.pt")
-        row = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "seconds": time.perf_counter() - started,
-            "best": improved,
-        }
-        row.update({f"val_{k}": metrics[k] for k in ("au_prc", "f1_all", "recall_all", "rare_node_recall")})
-        _append_csv(log_path, row)
+        _append_csv(log_path, _log_row(epoch, train_loss, started, improved, metrics))
         log.info("epoch %d: loss %.4f, val AU(PRC) %.4f", epoch, train_loss, metrics["au_prc"])
         if (
             stop_after is not None
@@ -363,12 +403,38 @@ def train(config: RunConfig, resume: bool = False, stop_after: int | None = None
             and epoch + 1 < config.train.epochs
         ):
             return {"stopped_after_epoch": epoch, "val": metrics}
-    return finish(model, inputs, hierarchy, train_counts, data, config, out)
+    return finish(model, inputs, hierarchy, metric_counts, data, config, out, best_state, train_counts)
 
 
-def finish(model, inputs, hierarchy, train_counts, data: PreparedData, config: RunConfig, out: Path) -> dict:
-    """Evaluate the best checkpoint on validation and test; write metrics.json and nodes.csv."""
-    best = load_checkpoint(out / "best.pt")
+def _clone(state: dict) -> dict:
+    return {key: value.detach().clone() for key, value in state.items()}
+
+
+def _log_row(epoch: int, train_loss: float, started: float, improved: bool, metrics: dict) -> dict:
+    row = {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "seconds": time.perf_counter() - started,
+        "best": improved,
+    }
+    row.update({f"val_{k}": metrics[k] for k in ("au_prc", "f1_all", "recall_all", "rare_node_recall")})
+    return row
+
+
+def finish(
+    model,
+    inputs,
+    hierarchy,
+    train_counts,
+    data: PreparedData,
+    config: RunConfig,
+    out: Path,
+    best: dict | None = None,
+    node_counts: np.ndarray | None = None,
+) -> dict:
+    """Evaluate the best weights (``best``, or ``best.pt``) on validation and test; write metrics.json
+    and nodes.csv (whose ``train_positives`` are ``node_counts``, default ``train_counts``)."""
+    best = best if best is not None else load_checkpoint(out / "best.pt")
     model.load_state_dict(best["model"])
     results = {"best_epoch": best["epoch"], "selection_metric": config.train.selection_metric}
     report_split = "test" if "test" in inputs else "val"
@@ -381,7 +447,8 @@ def finish(model, inputs, hierarchy, train_counts, data: PreparedData, config: R
             probabilities, targets, mask, hierarchy, train_counts, config.train.threshold
         )
         if split == report_split:
-            node_report(probabilities, targets, mask, hierarchy, train_counts, config.train.threshold).to_csv(
+            counts = train_counts if node_counts is None else node_counts
+            node_report(probabilities, targets, mask, hierarchy, counts, config.train.threshold).to_csv(
                 out / "nodes.csv", index=False
             )
     results["skipped_images"] = len(data.problems)

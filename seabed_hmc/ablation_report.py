@@ -1,0 +1,278 @@
+"""Statistics, plots and ``report.md`` for an ablation grid's ``results.csv`` (one row per cell).
+
+Everything here is computed from the results table, so a report can be regenerated at any time
+(``seabed-hmc ablate --report-only``), also from a partially finished grid.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from seabed_hmc.metrics import paired_wilcoxon
+from seabed_hmc.reporting import (
+    compare_to_control,
+    markdown_table,
+    mean_table,
+    recall_by_depth,
+    write_text_atomic,
+)
+
+METRICS = {
+    "au_prc": "AU(PRC)",
+    "f1_all": "node F1",
+    "recall_all": "node recall",
+    "rare_node_recall": "rare-node recall",
+    "hierarchical_f1": "hierarchical F1",
+}
+PLOTTED = ("au_prc", "f1_all", "rare_node_recall")
+
+
+def _level_name(mode: str) -> str:
+    return "fraction" if mode == "fraction" else "examples per leaf"
+
+
+def _level_text(level: float, mode: str) -> str:
+    return f"{level:.0%}" if mode == "fraction" else f"{level:g}"
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def metric_plot(runs: pd.DataFrame, metric: str, path: Path, mode: str) -> None:
+    """Metric versus level (log x), one line per configuration (mean; band = min..max over seeds), one
+    panel per encoder."""
+    plt = _plt()
+    encoders = list(dict.fromkeys(runs["encoder"]))
+    figure, axes = plt.subplots(
+        1, len(encoders), figsize=(4.2 * len(encoders), 3.6), sharey=True, squeeze=False
+    )
+    for axis, encoder in zip(axes[0], encoders, strict=True):
+        for name, group in runs[runs["encoder"] == encoder].groupby("configuration", sort=False):
+            stats = group.groupby("level")[metric].agg(["mean", "min", "max"]).sort_index()
+            axis.plot(stats.index, stats["mean"], marker="o", label=name)
+            axis.fill_between(stats.index, stats["min"], stats["max"], alpha=0.15)
+        axis.set_xscale("log")
+        axis.set_title(encoder)
+        axis.set_xlabel(_level_name(mode))
+        axis.grid(alpha=0.3)
+    axes[0][0].set_ylabel(METRICS.get(metric, metric))
+    axes[0][-1].legend(fontsize=8)
+    figure.suptitle(f"{METRICS.get(metric, metric)} (test; band: range over seeds)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def depth_plot(runs: pd.DataFrame, path: Path, mode: str) -> None:
+    """Per-depth recall at the smallest and the largest level: rows = those levels, columns = encoders."""
+    plt = _plt()
+    encoders = list(dict.fromkeys(runs["encoder"]))
+    levels = sorted({runs["level"].min(), runs["level"].max()})
+    figure, axes = plt.subplots(
+        len(levels), len(encoders), figsize=(4.2 * len(encoders), 3.3 * len(levels)), squeeze=False
+    )
+    for row, level in enumerate(levels):
+        for column, encoder in enumerate(encoders):
+            axis = axes[row][column]
+            subset = runs[(runs["encoder"] == encoder) & (runs["level"] == level)]
+            for name, group in subset.groupby("configuration", sort=False):
+                mean = recall_by_depth(group).mean(axis=0)
+                axis.plot(mean.index, mean.to_numpy(), marker="o", label=name)
+            axis.set_title(f"{encoder}, {_level_name(mode)} {_level_text(level, mode)}", fontsize=9)
+            axis.set_xlabel("depth")
+            axis.set_ylim(-0.02, 1.02)
+            axis.grid(alpha=0.3)
+        axes[row][0].set_ylabel("macro recall at depth")
+    axes[0][-1].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def paired_gains(runs: pd.DataFrame, control: str, metric: str) -> pd.DataFrame:
+    """Per (encoder, configuration, level): mean over seeds of (configuration − control), paired by seed."""
+    base = runs[runs["configuration"] == control].set_index(["encoder", "level", "seed"])[metric]
+    rows = []
+    for (encoder, name, level), group in runs[runs["configuration"] != control].groupby(
+        ["encoder", "configuration", "level"], sort=False
+    ):
+        other = group.set_index(["encoder", "level", "seed"])[metric]
+        pairs = other.index.intersection(base.index)
+        if len(pairs):
+            difference = (other.loc[pairs] - base.loc[pairs]).to_numpy(float)
+            rows.append(
+                {
+                    "encoder": encoder,
+                    "configuration": name,
+                    "level": level,
+                    "gain": float(np.nanmean(difference)),
+                    "pairs": len(pairs),
+                }
+            )
+    return pd.DataFrame(rows, columns=["encoder", "configuration", "level", "gain", "pairs"])
+
+
+def gain_plot(gains: dict[str, pd.DataFrame], path: Path, mode: str) -> None:
+    """Gain over control versus level, one panel per metric, one line per (encoder, configuration)."""
+    plt = _plt()
+    figure, axes = plt.subplots(1, len(gains), figsize=(4.8 * len(gains), 3.8), squeeze=False)
+    for axis, (metric, table) in zip(axes[0], gains.items(), strict=True):
+        for (encoder, name), group in table.groupby(["encoder", "configuration"], sort=False):
+            group = group.sort_values("level")
+            axis.plot(group["level"], group["gain"], marker="o", label=f"{encoder} / {name}")
+        axis.axhline(0, color="black", linewidth=0.8)
+        axis.set_xscale("log")
+        axis.set_xlabel(_level_name(mode))
+        axis.set_ylabel(f"{METRICS.get(metric, metric)}: method − control")
+        axis.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7)
+    figure.suptitle("gain over control (mean of paired differences over seeds)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def summary_sentences(runs: pd.DataFrame, control: str, mode: str) -> list[str]:
+    """Plain statements read off the paired gains: does the gain grow as data shrinks, and with weaker
+    encoders (encoders listed in the order of the config)?"""
+    lines = []
+    gains = paired_gains(runs, control, "rare_node_recall")
+    f1 = paired_gains(runs, control, "f1_all")
+    if gains.empty:
+        return ["No configuration has paired cells with control yet."]
+    smallest, largest = runs["level"].min(), runs["level"].max()
+    for (encoder, name), group in gains.groupby(["encoder", "configuration"], sort=False):
+        by_level = group.set_index("level")["gain"]
+        f1_level = f1[(f1["encoder"] == encoder) & (f1["configuration"] == name)].set_index("level")["gain"]
+        if smallest not in by_level or largest not in by_level:
+            continue
+        small, large = by_level[smallest], by_level[largest]
+        trend = "larger" if small > large else ("the same" if small == large else "smaller")
+        lines.append(
+            f"- **{encoder} / {name}**: rare-node recall {small:+.3f} vs control at "
+            f"{_level_text(smallest, mode)} and {large:+.3f} at {_level_text(largest, mode)} "
+            f"(the gain is {trend} with less data); node F1 {f1_level.get(smallest, np.nan):+.3f} and "
+            f"{f1_level.get(largest, np.nan):+.3f}."
+        )
+    mean_gain = gains.groupby(["configuration", "encoder"], sort=False)["gain"].mean()
+    for name in dict.fromkeys(gains["configuration"]):
+        per_encoder = mean_gain[name]
+        ordered = ", ".join(f"{encoder} {value:+.3f}" for encoder, value in per_encoder.items())
+        lines.append(f"- {name}: mean rare-node recall gain over all levels, per encoder: {ordered}.")
+    return lines
+
+
+def statistics_table(runs: pd.DataFrame, control: str) -> pd.DataFrame:
+    """Each configuration against control per (encoder, level), paired over seeds (Holm within cell)."""
+    tables = []
+    for (encoder, level), group in runs.groupby(["encoder", "level"], sort=False):
+        table = compare_to_control(group, METRICS, ["seed"], "configuration", control)
+        table.insert(0, "level", level)
+        table.insert(0, "encoder", encoder)
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def rare_recall_ratio(runs: pd.DataFrame, control: str) -> pd.DataFrame:
+    """Ratio of mean rare-node recall (configuration / control) per encoder and level."""
+    means = runs.groupby(["encoder", "level", "configuration"], sort=False)["rare_node_recall"].mean()
+    rows = []
+    for (encoder, level), group in means.groupby(level=[0, 1], sort=False):
+        base = group.get((encoder, level, control), np.nan)
+        row = {"encoder": encoder, "level": level}
+        for (_, _, name), value in group.items():
+            if name != control:
+                row[name] = "n/a (control 0)" if base == 0 else f"x{value / base:.2f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_report(out: str | Path, control: str = "control", config_text: str | None = None) -> Path:
+    """Write ``report.md`` and the PNG plots into ``out`` from ``out/results.csv``."""
+    out = Path(out)
+    runs = pd.read_csv(out / "results.csv")
+    mode = str(runs["mode"].iloc[0])
+    config_text = config_text or (
+        (out / "ablation.yaml").read_text() if (out / "ablation.yaml").exists() else ""
+    )
+    for metric in PLOTTED:
+        metric_plot(runs, metric, out / f"{metric}_vs_{'fraction' if mode == 'fraction' else 'k'}.png", mode)
+    depth_plot(runs, out / "recall_by_depth.png", mode)
+    gain_plot(
+        {m: paired_gains(runs, control, m) for m in ("rare_node_recall", "f1_all")},
+        out / "gain_vs_control.png",
+        mode,
+    )
+    stats = statistics_table(runs, control)
+    seeds = runs["seed"].nunique()
+    tests = len(stats) * len(METRICS)
+    pooled = []
+    for encoder, group in runs.groupby("encoder", sort=False):
+        table = compare_to_control(group, METRICS, ["level", "seed"], "configuration", control)
+        table.insert(0, "encoder", encoder)
+        pooled.append(table)
+    minimum_p = paired_wilcoxon(np.arange(1, seeds + 1), np.zeros(seeds)).p_value if seeds > 1 else np.nan
+    failed = out / "failed.csv"
+    sections = [
+        "# Limited-data ablation report",
+        f"{len(runs)} finished cells ({runs['encoder'].nunique()} encoders x "
+        f"{runs['configuration'].nunique()} configurations x {runs['level'].nunique()} levels x "
+        f"{seeds} seeds); compute time of the cells {runs['seconds'].sum() / 60:.1f} min "
+        "(the sum of the per-cell times, feature extraction included)."
+        + (f" Failed cells are listed in `{failed.name}`." if failed.exists() else ""),
+        "Metrics are on the test split, for the epoch with the best validation score; validation uses "
+        "the full validation split at every level. Rare nodes are the lowest third of the FULL training "
+        "split's node frequencies, so the same nodes are counted at every level.",
+        "## Summary",
+        *summary_sentences(runs, control, mode),
+        "## Mean ± std over seeds",
+        markdown_table(mean_table(runs, ["encoder", "level", "configuration"], METRICS)),
+        f"## Against {control}, paired over seeds",
+        "Each cell: mean difference (ratio of means), two-sided Wilcoxon signed-rank p-value, and the "
+        f"Holm-adjusted p-value over the configurations of that encoder and level. With {seeds} seeds "
+        f"the smallest possible two-sided p-value is {minimum_p:.3g}; {tests} tests are reported here, "
+        "so read single small p-values with that multiplicity in mind.",
+        markdown_table(stats) if not stats.empty else "(no pairs yet)",
+        f"## Against {control}, pooled over levels and seeds, per encoder",
+        markdown_table(pd.concat(pooled, ignore_index=True)) if pooled else "(no pairs yet)",
+        f"## Rare-node recall ratio to {control}",
+        markdown_table(rare_recall_ratio(runs, control)),
+        "## Plots",
+        *[f"![{m}]({m}_vs_{'fraction' if mode == 'fraction' else 'k'}.png)" for m in PLOTTED],
+        "![recall by depth](recall_by_depth.png)",
+        "![gain over control](gain_vs_control.png)",
+        "## Subsets",
+        _subset_text(out),
+        "## Grid configuration",
+        "```yaml\n" + config_text.strip() + "\n```",
+    ]
+    path = out / "report.md"
+    write_text_atomic(path, "\n\n".join(sections) + "\n")
+    return path
+
+
+def _subset_text(out: Path) -> str:
+    lines = []
+    for path in sorted((out / "subsets").glob("seed*.json")):
+        record = json.loads(path.read_text())
+        sizes = ", ".join(
+            f"{_level_text(level['level'], record['mode'])}: {level['size']} rows"
+            + (
+                f" ({len(level['nodes_below_minimum'])} nodes below the minimum)"
+                if level["nodes_below_minimum"]
+                else ""
+            )
+            for level in record["levels"]
+        )
+        lines.append(f"- seed {record['seed']} (`subsets/{path.name}`): {sizes}")
+    return "\n".join(lines) or "(no subset files)"

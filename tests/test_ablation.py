@@ -1,0 +1,184 @@
+"""The limited-data ablation grid: cells, resume, changed settings, failures, report and plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from seabed_hmc.ablation_report import paired_gains, write_report
+from seabed_hmc.cli import main
+from seabed_hmc.config import ConfigError
+from seabed_hmc.demo import make_synthetic_seafloor
+from seabed_hmc.engine.ablation import build_cells, load_ablation_config, run_ablation
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def seafloor(tmp_path_factory) -> Path:
+    return make_synthetic_seafloor(tmp_path_factory.mktemp("seafloor"), images=60, size=32, seed=2)
+
+
+def grid(tmp_path: Path, manifest: Path, **changes) -> Path:
+    tree = {
+        "run": {
+            "data": {
+                "manifest": str(manifest),
+                "hierarchy": str(manifest.parent / "hierarchy.csv"),
+                "workers": 0,
+            },
+            "encoder": {"name": "resnet18", "input_size": 32, "freeze": True},
+            "head": {"hidden": 16},
+            "train": {
+                "epochs": 3,
+                "batch_size": 8,
+                "bf16": False,
+                "cache_dir": str(tmp_path.parent / "cache"),
+                "channels_last": False,
+            },
+        },
+        "subsets": {"fractions": [0.25, 1.0], "min_positives": 1},
+        "configurations": {
+            "control": ["loss.name=control"],
+            "rare_node_bbma": {"loss.name": "rare_node", "head.heads": 3},
+        },
+        "encoders": {"random": []},
+        "seeds": [0, 1],
+    }
+    tree.update(changes)
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    return path
+
+
+def test_grid_writes_cells_subsets_report_and_resumes(seafloor, tmp_path):
+    config = load_ablation_config(grid(tmp_path, seafloor))
+    out = tmp_path / "out"
+    results = run_ablation(config, out, progress=False)
+    assert len(results) == 8  # 2 configurations x 2 fractions x 2 seeds x 1 encoder
+    assert set(results["configuration"]) == {"control", "rare_node_bbma"}
+    assert results["au_prc"].between(0, 1).all() and results["rare_node_recall"].notna().all()
+    # the subset files hold the rows each cell trained on, nested within a seed
+    for seed in (0, 1):
+        record = json.loads((out / "subsets" / f"seed{seed}.json").read_text())
+        quarter, full = (set(level["train_positions"]) for level in record["levels"])
+        assert quarter < full
+        cell = results[(results["seed"] == seed) & (results["level"] == 0.25)]
+        assert (cell["train_size"] == len(quarter)).all()
+    assert not list(out.rglob("*.pt"))  # cells keep their best epoch in memory
+    # a killed grid: drop two finished rows; a re-run trains those two only
+    table = pd.read_csv(out / "results.csv")
+    kept = table.iloc[2:]
+    kept.to_csv(out / "results.csv", index=False)
+    again = run_ablation(config, out, progress=False)
+    assert len(again) == 8
+    merged = again.set_index(["configuration", "level", "seed"]).loc[
+        kept.set_index(["configuration", "level", "seed"]).index
+    ]
+    assert np.array_equal(merged["seconds"].to_numpy(), kept["seconds"].to_numpy())
+    # report and plots from the table
+    report = write_report(out)
+    text = report.read_text()
+    assert "| random | 0.25 | control | 2 |" in text
+    assert "smallest possible two-sided p-value is 0.5" in text
+    for name in ("au_prc_vs_fraction", "rare_node_recall_vs_fraction", "recall_by_depth", "gain_vs_control"):
+        assert (out / f"{name}.png").stat().st_size > 1000
+
+
+def test_changed_settings_are_not_silently_reused(seafloor, tmp_path):
+    out = tmp_path / "out"
+    run_ablation(load_ablation_config(grid(tmp_path, seafloor, seeds=[0])), out, progress=False)
+    changed = grid(tmp_path, seafloor, seeds=[0], subsets={"fractions": [0.25, 1.0], "min_positives": 3})
+    with pytest.raises(ConfigError, match="different settings"):
+        run_ablation(load_ablation_config(changed), out, progress=False)
+
+
+def test_a_failing_cell_is_recorded_and_the_grid_goes_on(seafloor, tmp_path):
+    path = grid(
+        tmp_path,
+        seafloor,
+        seeds=[0],
+        subsets={"fractions": [1.0]},
+        configurations={"control": ["loss.name=control"], "broken": ["loss.name=no_such_loss"]},
+    )
+    out = tmp_path / "out"
+    results = run_ablation(load_ablation_config(path), out, progress=False)
+    assert list(results["configuration"]) == ["control"]
+    failed = pd.read_csv(out / "failed.csv")
+    assert list(failed["configuration"]) == ["broken"] and "no_such_loss" in failed["error"].iloc[0]
+
+
+def test_per_leaf_mode(seafloor, tmp_path):
+    path = grid(tmp_path, seafloor, seeds=[0], subsets={"per_leaf": [1, 3]})
+    out = tmp_path / "out"
+    results = run_ablation(load_ablation_config(path), out, progress=False)
+    assert set(results["mode"]) == {"per_leaf"} and set(results["level"]) == {1.0, 3.0}
+    small, large = (results[results["level"] == k]["train_size"].iloc[0] for k in (1.0, 3.0))
+    assert small < large
+    assert "examples per leaf" in write_report(out).read_text() or (out / "au_prc_vs_k.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"subsets": {"fractions": [0.5], "per_leaf": [1]}}, "exactly one"),
+        ({"control": "baseline"}, "not one of the configurations"),
+        ({"encoders": {}}, "encoders is empty"),
+        ({"seeds": "zero"}, "seeds"),
+        ({"subsets": {"fractions": [0.5], "min_positivs": 1}}, "min_positives"),
+    ],
+)
+def test_grid_config_errors_name_the_key(seafloor, tmp_path, changes, message):
+    with pytest.raises(ConfigError, match=message):
+        load_ablation_config(grid(tmp_path, seafloor, **changes))
+
+
+def test_a_typo_in_a_cell_override_fails_before_training(seafloor, tmp_path):
+    path = grid(tmp_path, seafloor, configurations={"control": ["loss.nmae=control"]})
+    with pytest.raises(ConfigError, match="loss.nmae"):
+        build_cells(load_ablation_config(path), tmp_path / "out")
+
+
+def test_paired_gains_are_paired_differences():
+    runs = pd.DataFrame(
+        {
+            "encoder": ["e"] * 4,
+            "configuration": ["control", "control", "m", "m"],
+            "level": [0.5] * 4,
+            "seed": [0, 1, 0, 1],
+            "rare_node_recall": [0.1, 0.3, 0.4, 0.2],
+        }
+    )
+    gains = paired_gains(runs, "control", "rare_node_recall")
+    assert gains["gain"].iloc[0] == pytest.approx(((0.4 - 0.1) + (0.2 - 0.3)) / 2)
+
+
+def test_quick_config_builds_its_cells(tmp_path):
+    config = load_ablation_config(ROOT / "configs" / "ablation_quick.yaml")
+    cells = build_cells(config, tmp_path)
+    assert len(cells) == 3 * 4 * 2 * 3
+    assert {c.config.encoder.name for c in cells} == {"resnet18"}
+
+
+def test_cli_ablate_and_report_only(seafloor, tmp_path, capsys):
+    path = grid(tmp_path, seafloor, seeds=[0], subsets={"fractions": [1.0]})
+    out = tmp_path / "out"
+    assert main(["ablate", "--config", str(path), "--out", str(out), "--no-progress"]) == 0
+    assert "2 cells" in capsys.readouterr().out
+    (out / "report.md").unlink()
+    assert main(["ablate", "--config", str(path), "--out", str(out), "--report-only"]) == 0
+    assert (out / "report.md").exists()
+    assert main(["ablate", "--config", str(tmp_path / "missing.yaml"), "--out", str(out)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_grid_whose_first_cells_all_fail_stops(seafloor, tmp_path):
+    path = grid(tmp_path, seafloor, configurations={"control": ["loss.name=no_such_loss"]})
+    with pytest.raises(RuntimeError, match="first 3 cells all failed"):
+        run_ablation(load_ablation_config(path), tmp_path / "out", progress=False)
+    assert len(pd.read_csv(tmp_path / "out" / "failed.csv")) == 3
