@@ -65,12 +65,13 @@ def _stats(args: argparse.Namespace) -> int:
 
 def _ablate(args: argparse.Namespace) -> int:
     from seabed_hmc.ablation_report import write_report
-    from seabed_hmc.engine.ablation import load_ablation_config, run_ablation
+    from seabed_hmc.engine.ablation import load_ablation_config, parse_only, run_ablation
 
     config = load_ablation_config(args.config, args.set or [])
+    only = parse_only(args.only or [])
     out = Path(args.out)
     if not args.report_only:
-        results = run_ablation(config, out, progress=not args.no_progress)
+        results = run_ablation(config, out, progress=not args.no_progress, only=only)
         print(f"{len(results)} cells in {out / 'results.csv'}")
     if not (out / "results.csv").exists():
         raise FileNotFoundError(f"{out / 'results.csv'} does not exist: no finished cells to report")
@@ -138,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--config", required=True, help="a grid YAML (see configs/ablation_quick.yaml)")
     ablate.add_argument("--out", required=True, help="folder for results.csv, report.md and plots")
     ablate.add_argument("--set", action="append", metavar="KEY=VALUE", help="grid override, e.g. seeds=[0,1]")
+    ablate.add_argument(
+        "--only",
+        action="append",
+        metavar="KEY=V1,V2",
+        help="run only these cells this time, e.g. --only level=1 --only seed=0,1,2 (the grid is unchanged)",
+    )
     ablate.add_argument("--report-only", action="store_true", help="rewrite the report from results.csv")
     ablate.add_argument("--no-progress", action="store_true", help="no progress bar")
     ablate.set_defaults(run=_ablate)

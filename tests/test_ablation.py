@@ -182,3 +182,17 @@ def test_a_grid_whose_first_cells_all_fail_stops(seafloor, tmp_path):
     with pytest.raises(RuntimeError, match="first 3 cells all failed"):
         run_ablation(load_ablation_config(path), tmp_path / "out", progress=False)
     assert len(pd.read_csv(tmp_path / "out" / "failed.csv")) == 3
+
+
+def test_only_runs_the_selected_cells_of_the_same_grid(seafloor, tmp_path):
+    from seabed_hmc.engine.ablation import parse_only
+
+    config = load_ablation_config(grid(tmp_path, seafloor))
+    out = tmp_path / "out"
+    first = run_ablation(config, out, progress=False, only=parse_only(["level=1", "seed=0"]))
+    assert set(first["level"]) == {1.0} and set(first["seed"]) == {0} and len(first) == 2
+    assert len(run_ablation(config, out, progress=False)) == 8  # the rest, same grid
+    with pytest.raises(ConfigError, match="KEY"):
+        parse_only(["fraction=1"])
+    with pytest.raises(ConfigError, match="int"):
+        parse_only(["seed=a"])

@@ -243,8 +243,31 @@ def _subsets(config: AblationConfig, data: PreparedData, seed: int) -> Subsets:
     return per_leaf_subsets(targets, mask, data.hierarchy, config.subsets.per_leaf, seed)
 
 
-def run_ablation(config: AblationConfig, out: str | Path, progress: bool = True) -> pd.DataFrame:
-    """Run every unfinished cell; returns the results table (also in ``OUT/results.csv``)."""
+def parse_only(texts: list[str] | tuple[str, ...]) -> dict[str, set]:
+    """``["level=1", "seed=0,1,2"]`` -> {"level": {1.0}, "seed": {0, 1, 2}}: a filter on cells."""
+    kinds = {"encoder": str, "configuration": str, "level": float, "seed": int}
+    only: dict[str, set] = {}
+    for text in texts:
+        key, _, values = text.partition("=")
+        key = key.strip()
+        if key not in kinds or not values:
+            raise ConfigError(f"--only {text!r}: expected KEY=V1,V2 with KEY one of {list(kinds)}")
+        try:
+            only.setdefault(key, set()).update(kinds[key](v.strip()) for v in values.split(","))
+        except ValueError:
+            raise ConfigError(f"--only {text!r}: {key} values must be {kinds[key].__name__}") from None
+    return only
+
+
+def _selected(cell: Cell, only: dict[str, set]) -> bool:
+    return all(value in only[key] for key, value in zip(KEY, cell.key, strict=True) if key in only)
+
+
+def run_ablation(
+    config: AblationConfig, out: str | Path, progress: bool = True, only: dict[str, set] | None = None
+) -> pd.DataFrame:
+    """Run every unfinished cell (or those ``only`` selects, e.g. the full-data column first); returns
+    the results table (also in ``OUT/results.csv``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if config.synthetic is not None and not (out / "data" / "manifest.csv").exists():
@@ -258,7 +281,7 @@ def run_ablation(config: AblationConfig, out: str | Path, progress: bool = True)
     write_text_atomic(out / "ablation.yaml", yaml.safe_dump(record, sort_keys=False))
     results = out / "results.csv"
     done = _finished(results, cells)
-    todo = [cell for cell in cells if cell.key not in done]
+    todo = [cell for cell in cells if cell.key not in done and _selected(cell, only or {})]
     log.info("%d cells, %d already finished in %s", len(cells), len(cells) - len(todo), results)
     prepared: dict[tuple, tuple[PreparedData, Subsets, np.ndarray]] = {}
     failures = 0

@@ -252,10 +252,13 @@ def _optimiser(model: HierarchicalClassifier, config: RunConfig, head_only: bool
                 "lr": settings.encoder_learning_rate or settings.learning_rate / 10,
             }
         )
+    # The fused kernels update every parameter in one pass: for the 20 x 3.3M-parameter heads of a
+    # MobileNetV2 run the optimiser step is ~10x faster than torch's default (scripts/bench_training.py).
+    fused = all(p.dtype.is_floating_point for group in groups for p in group["params"])
     if settings.optimizer == "adamw":
-        return torch.optim.AdamW(groups, weight_decay=settings.weight_decay)
+        return torch.optim.AdamW(groups, weight_decay=settings.weight_decay, fused=fused)
     if settings.optimizer == "adam":
-        return torch.optim.Adam(groups, weight_decay=settings.weight_decay)
+        return torch.optim.Adam(groups, weight_decay=settings.weight_decay, fused=fused)
     raise ValueError(f"train.optimizer must be adamw or adam, got {settings.optimizer!r}")
 
 
