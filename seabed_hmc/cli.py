@@ -1,4 +1,4 @@
-"""The ``seabed-hmc`` command line: demo, train, ablate, evaluate, predict, stats, hierarchy."""
+"""The ``seabed-hmc`` command line: demo, train, ablate, evaluate, predict, predict-tiles and more."""
 
 from __future__ import annotations
 
@@ -76,6 +76,72 @@ def _ablate(args: argparse.Namespace) -> int:
     if not (out / "results.csv").exists():
         raise FileNotFoundError(f"{out / 'results.csv'} does not exist: no finished cells to report")
     print(f"wrote {write_report(out, config.control)}")
+    return 0
+
+
+def _predict_tiles(args: argparse.Namespace) -> int:
+    from seabed_hmc.engine.tiles import predict_tiles
+
+    scale = None
+    if args.scale:
+        values = [float(v) for v in args.scale.split(",")]
+        if len(values) % 2:
+            raise ValueError(f"--scale {args.scale!r}: give low,high pairs, one per band")
+        scale = tuple(zip(values[::2], values[1::2], strict=True))
+    summary = predict_tiles(
+        args.checkpoint,
+        args.raster,
+        args.out,
+        tile_size=args.tile_size,
+        stride=args.stride,
+        units=args.units,
+        cell=args.cell,
+        roi=tuple(args.roi) if args.roi else None,
+        bands=tuple(args.bands) if args.bands else None,
+        scale=scale,
+        nodata=args.nodata,
+        max_invalid=args.max_invalid,
+        threshold=args.threshold,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
+    if summary:
+        print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _chips(args: argparse.Namespace) -> int:
+    from seabed_hmc.data.geo import BandSettings
+    from seabed_hmc.data.geo_labels import (
+        read_class_table,
+        read_points,
+        write_label_tiles,
+        write_point_chips,
+    )
+
+    bands = BandSettings(tuple(args.bands) if args.bands else None)
+    if (args.points is None) == (args.label_raster is None):
+        raise ValueError("give either --points or --label-raster (with --classes)")
+    if args.points:
+        points = read_points(args.points, crs=args.crs, label_column=args.label_column)
+        counts = write_point_chips(args.raster, points, args.out, args.size, bands)
+    else:
+        if not args.classes:
+            raise ValueError("--label-raster needs --classes, a CSV of id,path")
+        counts = write_label_tiles(
+            args.raster,
+            args.label_raster,
+            read_class_table(args.classes),
+            args.out,
+            args.size,
+            args.stride,
+            args.min_fraction,
+            args.max_invalid,
+            bands,
+        )
+    print(json.dumps(counts))
+    print(f"manifest: {Path(args.out) / 'manifest.csv'}; skipped and why: {Path(args.out) / 'problems.csv'}")
     return 0
 
 
@@ -165,6 +231,46 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--workers", type=int, default=2)
     predict.add_argument("--threshold", type=float, default=0.5)
     predict.set_defaults(run=_predict)
+
+    tiles = commands.add_parser(
+        "predict-tiles", help="predict over survey rasters: class, probability and uncertainty COGs"
+    )
+    tiles.add_argument("--checkpoint", required=True)
+    tiles.add_argument(
+        "--raster", required=True, action="append", help="a GeoTIFF or VRT; repeat to mosaic several"
+    )
+    tiles.add_argument("--out", required=True, help="output folder")
+    tiles.add_argument("--tile-size", type=float, help="tile size (default: the model's input size, pixels)")
+    tiles.add_argument("--stride", type=float, help="tile stride (default: the tile size, no overlap)")
+    tiles.add_argument("--units", choices=["pixels", "crs"], default="pixels", help="of size and stride")
+    tiles.add_argument("--cell", type=int, help="output cell in input pixels (default: the stride)")
+    tiles.add_argument("--roi", type=float, nargs=4, metavar=("WEST", "SOUTH", "EAST", "NORTH"))
+    tiles.add_argument("--bands", type=int, nargs="+", help="1 or 3 band numbers (default: RGB or band 1)")
+    tiles.add_argument("--scale", help="low,high per band mapped to 0..255 (default: dtype or percentiles)")
+    tiles.add_argument("--nodata", type=float, help="an extra value marking invalid pixels")
+    tiles.add_argument("--max-invalid", type=float, default=0.5, help="skip tiles with more invalid")
+    tiles.add_argument("--threshold", type=float, default=0.5)
+    tiles.add_argument("--batch-size", type=int, default=32)
+    tiles.add_argument("--workers", type=int, default=2)
+    tiles.add_argument("--no-progress", action="store_true")
+    tiles.set_defaults(run=_predict_tiles)
+
+    chips = commands.add_parser(
+        "chips", help="training images from a raster: chips at labelled points or label-raster tiles"
+    )
+    chips.add_argument("--raster", required=True)
+    chips.add_argument("--out", required=True, help="folder for the images, manifest.csv, problems.csv")
+    chips.add_argument("--points", help="CSV (x, y, labels[, crs]), GeoJSON or GeoPackage points")
+    chips.add_argument("--crs", help="CRS of CSV points without a crs column, e.g. EPSG:4326")
+    chips.add_argument("--label-column", default="labels", help="column/property with hierarchy paths")
+    chips.add_argument("--label-raster", help="class ids on the raster's grid")
+    chips.add_argument("--classes", help="CSV id,path mapping label-raster ids to hierarchy paths")
+    chips.add_argument("--size", type=int, default=224, help="chip/tile size in pixels")
+    chips.add_argument("--stride", type=int, help="label-raster tiles: stride (default: the size)")
+    chips.add_argument("--min-fraction", type=float, default=0.1, help="share of a tile a class needs")
+    chips.add_argument("--max-invalid", type=float, default=0.5)
+    chips.add_argument("--bands", type=int, nargs="+")
+    chips.set_defaults(run=_chips)
 
     stats = commands.add_parser("stats", help="per-channel mean and std of a set of images")
     stats.add_argument("--images", required=True, help="a folder of images or a CSV manifest")

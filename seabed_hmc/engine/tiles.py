@@ -1,0 +1,488 @@
+"""``predict-tiles``: batch inference over a survey mosaic, written back as georeferenced maps.
+
+Tiles stream from DataLoader workers through the model; each tile's coherent ensemble probabilities are
+added to the output cells whose centres it covers (overlapping tiles are averaged).  The output grid has
+the input's CRS and origin and a cell of ``cell`` input pixels (default: the stride), i.e. the input
+transform scaled by the cell size.  Outputs, each written to a temporary name and renamed into place:
+
+- ``classes.tif``: the deepest node whose probability passes the threshold (codes in ``classes.csv``;
+  0 = nodata, N+1 = no node passes), uint8 or uint16 with a colour table;
+- ``probabilities.tif``: one uint8 band per node (probability x 254; 255 = nodata), band descriptions
+  are the node names;
+- ``uncertainty.tif``: the ensemble spread (std over heads) of the mapped node, float32, -1 = nodata;
+- ``tiles.csv`` and ``tiles.geojson``: one row/feature per tile (bounds in the raster CRS and lon/lat,
+  valid share, status, predicted paths and their probabilities);
+- ``summary.json``.
+
+All rasters are Cloud-Optimised GeoTIFFs; cells with no valid input pixel, or covered only by skipped
+tiles, are nodata.  Progress is saved every ``save_every`` batches under ``OUT/.partial``, so an
+interrupted run resumes where it stopped.  Under ``torchrun`` each rank predicts every WORLD_SIZE-th
+tile and saves its part; rank 0 adds the parts and writes the outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import rasterio
+import rasterio.shutil
+import torch
+from rasterio.transform import Affine
+from rasterio.warp import transform as warp_transform
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from seabed_hmc.data.geo import (
+    BandSettings,
+    TileDataset,
+    TileGrid,
+    mosaic_vrt,
+    raster_info,
+    resolve_bands,
+    tile_grid,
+)
+from seabed_hmc.engine.setup import load_model
+from seabed_hmc.models.heads import ensemble_probabilities
+
+log = logging.getLogger("seabed_hmc")
+PARTIAL = ".partial"
+
+
+# ----------------------------------------------------------------------------------------- the grid
+class OutputGrid:
+    """Output cells over the tiled region: ``cell`` input pixels each, aligned to the input grid."""
+
+    def __init__(self, grid: TileGrid, cell: tuple[int, int]):
+        windows = grid.windows
+        self.row0, self.col0 = int(windows[:, 0].min()), int(windows[:, 1].min())
+        row1 = int((windows[:, 0] + windows[:, 2]).max())
+        col1 = int((windows[:, 1] + windows[:, 3]).max())
+        self.cell = cell
+        self.height = math.ceil((row1 - self.row0) / cell[0])
+        self.width = math.ceil((col1 - self.col0) / cell[1])
+        self.transform = (
+            grid.info.transform * Affine.translation(self.col0, self.row0) * Affine.scale(cell[1], cell[0])
+        )
+
+    def cells(self, start: int, length: int, axis: int) -> tuple[int, int]:
+        """The output cells (first, stop) along an axis whose centres lie in [start, start + length)."""
+        size, origin = self.cell[axis], (self.row0, self.col0)[axis]
+        first = math.ceil((start - origin) / size - 0.5)
+        stop = math.ceil((start + length - origin) / size - 0.5)
+        limit = self.height if axis == 0 else self.width
+        return max(first, 0), min(stop, limit)
+
+    def valid_cells(self, valid: np.ndarray, row: int, col: int, rows: tuple, cols: tuple) -> np.ndarray:
+        """Per covered cell, whether any valid input pixel of the tile falls inside the cell."""
+        edges = []
+        for (first, stop), start, axis, extent in (
+            (rows, row, 0, valid.shape[0]),
+            (cols, col, 1, valid.shape[1]),
+        ):
+            size, origin = self.cell[axis], (self.row0, self.col0)[axis]
+            starts = np.arange(first, stop) * size + origin - start
+            edges.append(np.clip(starts, 0, extent))
+        counts = np.add.reduceat(np.add.reduceat(valid.astype(np.int32), edges[0], axis=0), edges[1], axis=1)
+        # reduceat gives the sum from each edge to the next (the last to the end); empty spans repeat
+        # the edge's own row, so zero-length spans are masked out explicitly.
+        lengths_r = np.diff(np.append(edges[0], valid.shape[0]))
+        lengths_c = np.diff(np.append(edges[1], valid.shape[1]))
+        return (counts > 0) & (lengths_r[:, None] > 0) & (lengths_c[None, :] > 0)
+
+
+class Accumulator:
+    """Sums of probabilities and spreads per output cell and node, tile counts and valid flags."""
+
+    def __init__(self, nodes: int, height: int, width: int):
+        self.probability = np.zeros((nodes, height, width), dtype=np.float32)
+        self.spread = np.zeros((nodes, height, width), dtype=np.float32)
+        self.weight = np.zeros((height, width), dtype=np.float32)
+        self.valid = np.zeros((height, width), dtype=bool)
+
+    def add(self, out: OutputGrid, window, valid: np.ndarray, probability: np.ndarray, spread: np.ndarray):
+        row, col, height, width = (int(v) for v in window)
+        rows, cols = out.cells(row, height, 0), out.cells(col, width, 1)
+        if rows[1] <= rows[0] or cols[1] <= cols[0]:
+            return
+        region = (slice(*rows), slice(*cols))
+        cell_valid = out.valid_cells(valid[:height, :width], row, col, rows, cols)
+        self.probability[(slice(None), *region)] += probability[:, None, None] * cell_valid
+        self.spread[(slice(None), *region)] += spread[:, None, None] * cell_valid
+        self.weight[region] += cell_valid
+        self.valid[region] |= cell_valid
+
+    def state(self) -> dict:
+        return {
+            "probability": self.probability,
+            "spread": self.spread,
+            "weight": self.weight,
+            "valid": self.valid,
+        }
+
+    def load(self, state) -> None:
+        for key in ("probability", "spread", "weight", "valid"):
+            getattr(self, key)[...] = state[key]
+
+    def merge(self, state) -> None:
+        self.probability += state["probability"]
+        self.spread += state["spread"]
+        self.weight += state["weight"]
+        self.valid |= state["valid"]
+
+
+# ----------------------------------------------------------------------------------- distributed
+def _rank_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:  # launched by torchrun: join the group (gloo: only barriers are needed)
+        torch.distributed.init_process_group("gloo")
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        torch.distributed.barrier()
+
+
+# ----------------------------------------------------------------------------------------- helpers
+def _save_npz(path: Path, **arrays) -> None:
+    temporary = path.with_name(path.name + f".tmp{os.getpid()}.npz")
+    np.savez(temporary, **arrays)
+    os.replace(temporary, path)
+
+
+def _digest(checkpoint: Path, raster: str, grid: TileGrid, cell, settings: BandSettings, extra: dict) -> str:
+    stat = checkpoint.stat()
+    record = {
+        "checkpoint": [str(checkpoint.resolve()), stat.st_size, stat.st_mtime_ns],
+        "raster": os.path.abspath(raster),
+        "windows": hashlib.sha1(grid.windows.tobytes()).hexdigest(),
+        "cell": list(cell),
+        "bands": [list(settings.bands), [list(s) for s in settings.scale], settings.nodata],
+        **extra,
+    }
+    return hashlib.sha1(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _leaf_most(probability: np.ndarray, hierarchy, threshold: float) -> list[int]:
+    """Nodes above the threshold none of whose children is above it (the coherent predicted paths)."""
+    above = probability >= threshold
+    return [n for n in np.flatnonzero(above) if not any(above[c] for c in hierarchy.children[n])]
+
+
+def class_codes(probability: np.ndarray, depth: np.ndarray, threshold: float) -> np.ndarray:
+    """(nodes, H, W) probabilities -> (H, W) codes: 1 + the deepest node passing the threshold (the most
+    probable among equally deep ones), or nodes + 1 where none passes."""
+    above = probability >= threshold
+    score = np.where(above, depth[:, None, None] * 2.0 + probability, -1.0)
+    best = score.argmax(axis=0)
+    return np.where(above.any(axis=0), best + 1, probability.shape[0] + 1)
+
+
+def _colours(hierarchy) -> dict[int, tuple[int, int, int, int]]:
+    """A colour per node: a hue per top-level branch, lighter with depth."""
+    import matplotlib
+
+    palette = matplotlib.colormaps["tab10"]
+    colours = {0: (0, 0, 0, 0), len(hierarchy) + 1: (128, 128, 128, 255)}
+    top = {}
+    for node in range(len(hierarchy)):
+        root = node
+        while hierarchy.parents[root]:
+            root = hierarchy.parents[root][0]
+        branch = top.setdefault(root, len(top))
+        r, g, b, _ = palette(branch % 10)
+        lighten = min(0.75, 0.18 * int(hierarchy.depth[node]))
+        colours[node + 1] = tuple(int(255 * (v + (1 - v) * lighten)) for v in (r, g, b)) + (255,)
+    return colours
+
+
+def _write_cog(path: Path, array: np.ndarray, profile: dict, scratch: Path, colormap=None, descriptions=None):
+    """Write a (bands, H, W) array as a Cloud-Optimised GeoTIFF, atomically."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    plain = scratch / f"{path.stem}.plain.tif"
+    profile = {**profile, "driver": "GTiff", "count": array.shape[0], "dtype": array.dtype.name}
+    with rasterio.open(plain, "w", **profile) as target:
+        target.write(array)
+        if colormap is not None:
+            target.write_colormap(1, colormap)
+        for band, text in enumerate(descriptions or [], start=1):
+            target.set_band_description(band, text)
+    temporary = path.with_name(path.name + ".tmp")
+    rasterio.shutil.copy(plain, temporary, driver="COG", compress="DEFLATE")
+    os.replace(temporary, path)
+    plain.unlink()
+
+
+# ------------------------------------------------------------------------------------------ the run
+def predict_tiles(
+    checkpoint: str | Path,
+    rasters: str | Path | list,
+    out: str | Path,
+    *,
+    tile_size: float | None = None,
+    stride: float | None = None,
+    units: str = "pixels",
+    cell: int | None = None,
+    roi: tuple[float, float, float, float] | None = None,
+    bands: tuple[int, ...] | None = None,
+    scale: tuple[tuple[float, float], ...] | None = None,
+    nodata: float | None = None,
+    max_invalid: float = 0.5,
+    threshold: float = 0.5,
+    batch_size: int = 32,
+    workers: int = 2,
+    save_every: int = 20,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> dict:
+    """Predict over one raster, several (mosaicked through a VRT) or a VRT; returns the summary.
+
+    Args:
+        tile_size, stride: in ``units`` (``"pixels"`` or ``"crs"``); default: the model's input size
+            in pixels, no overlap.
+        cell: output cell in input pixels (default: the stride, in pixels).
+        roi: (west, south, east, north) in the raster's CRS.
+        bands, scale, nodata: see :class:`~seabed_hmc.data.geo.BandSettings`.
+        max_invalid: tiles with a larger share of invalid pixels are skipped (and counted).
+        stop_after: end after this many batches (tests and time-boxed runs; resume later).
+    """
+    started = time.perf_counter()
+    checkpoint, out = Path(checkpoint), Path(out)
+    rank, world = _rank_world()
+    partial = out / PARTIAL
+    partial.mkdir(parents=True, exist_ok=True)
+    rasters = [rasters] if isinstance(rasters, str | Path) else list(rasters)
+    if not rasters:
+        raise ValueError("give at least one raster")
+    raster = str(rasters[0]) if len(rasters) == 1 else str(mosaic_vrt(rasters, partial / "mosaic.vrt"))
+
+    model, hierarchy, state = load_model(checkpoint)
+    from seabed_hmc.engine.inference import _eval_transform
+
+    transform = _eval_transform(state)
+    size = tile_size or state["normalisation"]["image_size"]
+    info = raster_info(raster)
+    grid = tile_grid(info, size, stride, units, roi)
+    cell_size = (cell, cell) if cell else grid.stride
+    output = OutputGrid(grid, cell_size)
+    settings = resolve_bands(info, BandSettings(bands, scale, nodata))
+    digest = _digest(
+        checkpoint, raster, grid, cell_size, settings, {"max_invalid": max_invalid, "world": world}
+    )
+    state_path = partial / f"rank{rank}.npz"
+    rows_path = partial / f"tiles_rank{rank}.csv"
+    accumulator = Accumulator(len(hierarchy), output.height, output.width)
+    done = np.zeros(len(grid), dtype=bool)
+    if state_path.exists():
+        saved = np.load(state_path)
+        if str(saved["digest"]) != digest:
+            raise RuntimeError(
+                f"{out} holds a partial run with other settings (checkpoint, raster, grid or bands); "
+                f"delete {partial} or write to another --out"
+            )
+        accumulator.load(saved)
+        done = saved["done"].copy()
+        log.info("rank %d resumes with %d tiles done", rank, int(done.sum()))
+    mine = np.arange(len(grid))[rank::world]
+    todo = mine[~done[mine]]
+    rows = pd.read_csv(rows_path).to_dict("records") if rows_path.exists() and done.any() else []
+    rows = [r for r in rows if done[int(r["tile"])]]
+
+    dataset = TileDataset(grid, settings, transform, todo)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=workers,
+        persistent_workers=False,
+        prefetch_factor=4 if workers else None,
+    )
+    model.eval()
+    batches = 0
+    finished = True
+    with torch.inference_mode():
+        for batch in tqdm(loader, desc="tiles", disable=not progress or rank != 0, unit="batch"):
+            fractions = batch["valid_fraction"].numpy()
+            use = fractions >= 1 - max_invalid
+            mean = spread = None
+            if use.any():
+                images = batch["image"][torch.from_numpy(use)]
+                mean, spread = (t.float().numpy() for t in ensemble_probabilities(model(images), hierarchy))
+            used = 0
+            for position, index in enumerate(batch["index"].tolist()):
+                window = grid.windows[index]
+                row = dict(zip(("row", "col", "height", "width"), map(int, window), strict=True))
+                row = {"tile": index, **row, "valid_fraction": round(float(fractions[position]), 4)}
+                if use[position]:
+                    p, s = mean[used], spread[used]
+                    used += 1
+                    valid = batch["valid"][position].numpy()
+                    accumulator.add(output, window, valid, p, s)
+                    leaves = sorted(_leaf_most(p, hierarchy, threshold), key=lambda n: -p[n])
+                    row |= {
+                        "status": "predicted",
+                        "paths": "|".join(hierarchy.nodes[n] for n in leaves),
+                        "probabilities": "|".join(f"{p[n]:.4f}" for n in leaves),
+                        "max_spread": round(float(s.max()), 4),
+                    }
+                else:
+                    row |= {"status": "skipped: too much nodata", "paths": "", "probabilities": ""}
+                rows.append(row)
+                done[index] = True
+            batches += 1
+            if batches % save_every == 0:
+                _checkpoint_state(state_path, rows_path, accumulator, done, digest, rows, complete=False)
+            if stop_after is not None and batches >= stop_after:
+                finished = not (~done[mine]).any()
+                break
+    _checkpoint_state(state_path, rows_path, accumulator, done, digest, rows, complete=finished)
+    if not finished:
+        return {"stopped_after_batches": batches, "tiles_done": int(done[mine].sum()), "tiles": len(mine)}
+    _barrier(world)
+    summary = {}
+    if rank == 0:
+        summary = _combine_and_write(
+            out, partial, world, hierarchy, grid, output, info, accumulator, threshold, started, digest
+        )
+    _barrier(world)
+    return summary
+
+
+def _checkpoint_state(state_path, rows_path, accumulator, done, digest, rows, complete: bool) -> None:
+    table = pd.DataFrame(rows)
+    temporary = rows_path.with_name(rows_path.name + ".tmp")
+    table.to_csv(temporary, index=False)
+    os.replace(temporary, rows_path)
+    _save_npz(
+        state_path, digest=np.array(digest), done=done, complete=np.array(complete), **accumulator.state()
+    )
+
+
+def _combine_and_write(
+    out, partial, world, hierarchy, grid, output, info, accumulator, threshold, started, digest
+):
+    total = Accumulator(len(hierarchy), output.height, output.width)
+    frames = []
+    for rank in range(world):
+        saved = np.load(partial / f"rank{rank}.npz")
+        if str(saved["digest"]) != digest or not bool(saved["complete"]):
+            raise RuntimeError(
+                f"rank {rank}'s part in {partial} is missing or incomplete; re-run to finish it"
+            )
+        total.merge(saved)
+        rows_path = partial / f"tiles_rank{rank}.csv"
+        if rows_path.exists() and rows_path.stat().st_size > 1:
+            frames.append(pd.read_csv(rows_path, keep_default_na=False))
+    tiles = pd.concat(frames, ignore_index=True).sort_values("tile").reset_index(drop=True)
+    covered = total.valid & (total.weight > 0)
+    weight = np.maximum(total.weight, 1)
+    probability = total.probability / weight
+    spread = total.spread / weight
+    codes = class_codes(probability, np.asarray(hierarchy.depth, dtype=np.float64), threshold)
+    nodes = len(hierarchy)
+    dtype = np.uint8 if nodes + 1 <= 255 else np.uint16
+    class_map = np.where(covered, codes, 0).astype(dtype)
+    profile = {
+        "crs": info.crs,
+        "transform": output.transform,
+        "width": output.width,
+        "height": output.height,
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+    }
+    scratch = partial / "write"
+    colours = _colours(hierarchy)
+    _write_cog(out / "classes.tif", class_map[None], {**profile, "nodata": 0}, scratch, colormap=colours)
+    quantised = np.where(covered[None], np.rint(probability * 254), 255).astype(np.uint8)
+    _write_cog(
+        out / "probabilities.tif",
+        quantised,
+        {**profile, "nodata": 255},
+        scratch,
+        descriptions=hierarchy.nodes,
+    )
+    chosen = np.clip(codes - 1, 0, nodes - 1)
+    top = np.where(codes > nodes, probability.argmax(axis=0), chosen)
+    uncertainty = np.take_along_axis(spread, top[None], axis=0)[0]
+    uncertainty = np.where(covered, uncertainty, -1).astype(np.float32)
+    _write_cog(out / "uncertainty.tif", uncertainty[None], {**profile, "nodata": -1.0}, scratch)
+    classes = pd.DataFrame(
+        {
+            "code": [0, *range(1, nodes + 1), nodes + 1],
+            "node": ["(nodata)", *hierarchy.nodes, "(no node above threshold)"],
+            "depth": [-1, *map(int, hierarchy.depth), -1],
+            "colour": ["#{:02x}{:02x}{:02x}".format(*colours[c][:3]) for c in range(nodes + 2)],
+        }
+    )
+    _write_table(out / "classes.csv", classes)
+    tiles = _add_bounds(tiles, grid)
+    _write_table(out / "tiles.csv", tiles)
+    _write_geojson(out / "tiles.geojson", tiles)
+    predicted = int((tiles["status"] == "predicted").sum())
+    seconds = time.perf_counter() - started
+    summary = {
+        "raster": grid.info.path,
+        "crs": str(info.crs),
+        "tiles": len(tiles),
+        "predicted": predicted,
+        "skipped": {
+            k: int(v) for k, v in tiles.loc[tiles["status"] != "predicted", "status"].value_counts().items()
+        },
+        "output_shape": [output.height, output.width],
+        "cell_pixels": list(output.cell),
+        "seconds": round(seconds, 2),
+        "ranks": world,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _add_bounds(tiles: pd.DataFrame, grid: TileGrid) -> pd.DataFrame:
+    bounds = np.array([grid.bounds(int(i)) for i in tiles["tile"]]).reshape(-1, 4)
+    tiles = tiles.copy()
+    for index, name in enumerate(("west", "south", "east", "north")):
+        tiles.insert(5 + index, name, bounds[:, index])
+    # corners to lon/lat in one call; the lon/lat box is the envelope of the four corners
+    xs = np.concatenate([bounds[:, 0], bounds[:, 2], bounds[:, 2], bounds[:, 0]])
+    ys = np.concatenate([bounds[:, 1], bounds[:, 1], bounds[:, 3], bounds[:, 3]])
+    lon, lat = (np.asarray(v).reshape(4, -1) for v in warp_transform(grid.info.crs, "EPSG:4326", xs, ys))
+    tiles.insert(9, "lon_min", lon.min(axis=0))
+    tiles.insert(10, "lat_min", lat.min(axis=0))
+    tiles.insert(11, "lon_max", lon.max(axis=0))
+    tiles.insert(12, "lat_max", lat.max(axis=0))
+    return tiles
+
+
+def _write_table(path: Path, table: pd.DataFrame) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    table.to_csv(temporary, index=False)
+    os.replace(temporary, path)
+
+
+def _write_geojson(path: Path, tiles: pd.DataFrame) -> None:
+    """Tile footprints in lon/lat (RFC 7946), with the table's columns as properties."""
+    features = []
+    for record in tiles.to_dict("records"):
+        w, s, e, n = record["lon_min"], record["lat_min"], record["lon_max"], record["lat_max"]
+        properties = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]},
+                "properties": {k: (v.item() if hasattr(v, "item") else v) for k, v in properties.items()},
+            }
+        )
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    os.replace(temporary, path)
