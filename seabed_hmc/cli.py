@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -108,6 +109,14 @@ def _predict_tiles(args: argparse.Namespace) -> int:
     )
     if summary:
         print(json.dumps(summary, indent=2))
+    import torch.distributed
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # torchrun + gloo: leave the group and exit hard, or ~1 rank in 5 aborts at exit (ENVIRONMENT.md)
+        torch.distributed.destroy_process_group()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

@@ -24,7 +24,6 @@ import numpy as np
 import rasterio
 import torch
 from rasterio.enums import ColorInterp
-from rasterio.transform import array_bounds
 from rasterio.windows import Window
 from torch.utils.data import Dataset
 
@@ -107,7 +106,7 @@ def mosaic_vrt(paths: Sequence[str | os.PathLike], out: str | os.PathLike) -> Pa
                 f"{info.path} cannot be mosaicked with {first.path}: {'; '.join(problems)}; reproject "
                 "them to one grid first (gdalwarp), or predict over each raster separately"
             )
-    bounds = [array_bounds(i.height, i.width, i.transform) for i in infos]
+    bounds = [pixel_bounds(0, 0, i.height, i.width, i.transform) for i in infos]
     west = min(b[0] for b in bounds)
     south = min(b[1] for b in bounds)
     east = max(b[2] for b in bounds)
@@ -171,7 +170,14 @@ class TileGrid:
     def bounds(self, index: int) -> tuple[float, float, float, float]:
         """(west, south, east, north) of a tile in the raster's CRS."""
         row, col, height, width = (int(v) for v in self.windows[index])
-        return rasterio.windows.bounds(Window(col, row, width, height), self.info.transform)
+        return pixel_bounds(row, col, height, width, self.info.transform)
+
+
+def pixel_bounds(row: int, col: int, height: int, width: int, transform) -> tuple[float, float, float, float]:
+    """(west, south, east, north) of a block of pixels, whichever way the axes point (rasterio's own
+    helpers assume north-up and swap south and north for south-up grids)."""
+    xs, ys = zip(*(transform @ (c, r) for r in (row, row + height) for c in (col, col + width)), strict=True)
+    return min(xs), min(ys), max(xs), max(ys)
 
 
 def _offsets(start: int, stop: int, size: int, stride: int) -> list[int]:
@@ -220,10 +226,11 @@ def tile_grid(
     rows, cols = (0, info.height), (0, info.width)
     if roi is not None:
         window = rasterio.windows.from_bounds(*roi, transform=info.transform)
-        window = window.round_offsets("floor").round_lengths("ceil")
-        r0, c0 = max(0, int(window.row_off)), max(0, int(window.col_off))
-        r1 = min(info.height, int(window.row_off + window.height))
-        c1 = min(info.width, int(window.col_off + window.width))
+        eps = 1e-6  # bounds on pixel edges stay on them despite floating-point noise
+        r0 = max(0, math.floor(window.row_off + eps))
+        c0 = max(0, math.floor(window.col_off + eps))
+        r1 = min(info.height, math.ceil(window.row_off + window.height - eps))
+        c1 = min(info.width, math.ceil(window.col_off + window.width - eps))
         if r1 <= r0 or c1 <= c0:
             raise RasterError(f"region of interest {roi} does not overlap {info.path}")
         rows, cols = (r0, r1), (c0, c1)

@@ -151,7 +151,7 @@ def write_point_chips(
     rows, problems = [], []
     with rasterio.open(info.path) as source:
         for index, point in points.iterrows():
-            col, row = inverse * (xs[index], ys[index])
+            col, row = inverse @ (xs[index], ys[index])
             where = {"point": index + 1, "x": point["x"], "y": point["y"], "crs": point["crs"]}
             if not (0 <= col < info.width and 0 <= row < info.height):
                 problems.append({**where, "reason": "outside the raster"})

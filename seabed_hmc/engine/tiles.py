@@ -69,7 +69,7 @@ class OutputGrid:
         self.height = math.ceil((row1 - self.row0) / cell[0])
         self.width = math.ceil((col1 - self.col0) / cell[1])
         self.transform = (
-            grid.info.transform * Affine.translation(self.col0, self.row0) * Affine.scale(cell[1], cell[0])
+            grid.info.transform @ Affine.translation(self.col0, self.row0) @ Affine.scale(cell[1], cell[0])
         )
 
     def cells(self, start: int, length: int, axis: int) -> tuple[int, int]:

@@ -1,0 +1,564 @@
+"""Georeferenced tiles: grids, masks, band scaling, predict-tiles outputs, resume, mosaics, labels."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rasterio.transform import Affine, from_origin
+
+from seabed_hmc.config import load_config
+from seabed_hmc.data.geo import (
+    BandSettings,
+    RasterError,
+    mosaic_vrt,
+    raster_info,
+    read_window,
+    resolve_bands,
+    tile_grid,
+)
+from seabed_hmc.data.geo_labels import (
+    read_class_table,
+    read_points,
+    write_label_tiles,
+    write_point_chips,
+)
+from seabed_hmc.demo import make_synthetic_seafloor
+from seabed_hmc.engine.tiles import class_codes, predict_tiles
+from seabed_hmc.engine.train import train
+from tests.conftest import shared_data_path
+
+UTM = "EPSG:32618"
+
+
+def write_raster(path, data, crs=UTM, transform=None, nodata=None, alpha=None, **extra) -> Path:
+    data = np.asarray(data)
+    if data.ndim == 2:
+        data = data[None]
+    bands = [*data, alpha] if alpha is not None else list(data)
+    transform = transform or from_origin(500_000, 2_800_000, 30, 30)
+    profile = {
+        "driver": "GTiff",
+        "width": data.shape[2],
+        "height": data.shape[1],
+        "count": len(bands),
+        "dtype": data.dtype.name,
+        "crs": crs,
+        "transform": transform,
+        **extra,
+    }
+    if nodata is not None:
+        profile["nodata"] = nodata
+    with rasterio.open(path, "w", **profile) as target:
+        target.write(np.stack(bands).astype(data.dtype))
+        if alpha is not None:
+            from rasterio.enums import ColorInterp
+
+            target.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
+    return Path(path)
+
+
+def textured(height, width, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(1, 255, (3, height, width), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("geo_model")
+    manifest = make_synthetic_seafloor(root / "data", images=30, size=32, seed=3)
+    config = load_config(
+        None,
+        [
+            f"data.manifest={manifest}",
+            f"data.hierarchy={manifest.parent / 'hierarchy.csv'}",
+            "data.workers=0",
+            "encoder.name=resnet18",
+            "encoder.input_size=32",
+            "encoder.freeze=true",
+            "loss.name=rare_node",
+            "head.heads=3",
+            "head.hidden=16",
+            "train.epochs=1",
+            "train.batch_size=8",
+            "train.progress=false",
+            "train.bf16=false",
+            f"train.cache_dir={root / 'cache'}",
+            f"out={root / 'run'}",
+        ],
+    )
+    train(config)
+    return root / "run" / "best.pt"
+
+
+# ------------------------------------------------------------------------------------------- grids
+@settings(max_examples=40, deadline=None)
+@given(
+    height=st.integers(1, 90),
+    width=st.integers(1, 90),
+    size=st.integers(1, 40),
+    stride_share=st.floats(0.3, 1.0),
+)
+def test_grid_covers_every_pixel_and_stays_inside(tmp_path_factory, height, width, size, stride_share):
+    info = raster_info(grid_raster(tmp_path_factory, height, width))
+    stride = max(1, int(size * stride_share))
+    grid = tile_grid(info, size, stride)
+    covered = np.zeros((height, width), dtype=int)
+    for row, col, h, w in grid.windows:
+        assert row >= 0 and col >= 0 and row + h <= height and col + w <= width
+        assert h == min(size, height) and w == min(size, width)
+        covered[row : row + h, col : col + w] += 1
+    assert covered.min() >= 1  # full edge coverage
+    rows = sorted({int(r) for r in grid.windows[:, 0]})
+    assert rows[-1] + min(size, height) == height  # the last row of tiles ends on the edge
+    assert all(b - a <= stride for a, b in zip(rows, rows[1:], strict=False))
+
+
+_RASTERS: dict = {}
+
+
+def grid_raster(factory, height, width) -> Path:
+    key = (height, width)
+    if key not in _RASTERS:
+        _RASTERS[key] = write_raster(factory.mktemp("grid") / "r.tif", np.zeros((1, height, width), np.uint8))
+    return _RASTERS[key]
+
+
+def test_size_and_stride_in_crs_units_and_geographic_crs(tmp_path):
+    utm = raster_info(write_raster(tmp_path / "utm.tif", textured(50, 70)))  # 30 m pixels
+    grid = tile_grid(utm, 600, 300, units="crs")
+    assert grid.size == (20, 20) and grid.stride == (10, 10)
+    geographic = write_raster(
+        tmp_path / "geo.tif",
+        textured(40, 40),
+        crs="EPSG:4326",
+        transform=from_origin(-79.0, 25.5, 0.001, 0.001),
+    )
+    grid = tile_grid(raster_info(geographic), 0.01, units="crs")
+    assert grid.size == (10, 10) and len(grid) == 16
+    west, south, east, north = grid.bounds(0)
+    assert (west, north) == pytest.approx((-79.0, 25.5)) and east - west == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="less than one pixel"):
+        tile_grid(raster_info(geographic), 0.0001, units="crs")
+
+
+def test_region_of_interest(tmp_path):
+    info = raster_info(write_raster(tmp_path / "r.tif", textured(100, 100)))
+    # 30 m pixels from (500000, 2800000): rows 10..40, cols 20..60
+    roi = (500_000 + 20 * 30, 2_800_000 - 40 * 30, 500_000 + 60 * 30, 2_800_000 - 10 * 30)
+    grid = tile_grid(info, 16, roi=roi)
+    rows = grid.windows[:, 0]
+    cols = grid.windows[:, 1]
+    assert rows.min() == 10 and (rows + grid.windows[:, 2]).max() == 40
+    assert cols.min() == 20 and (cols + grid.windows[:, 3]).max() == 60
+    with pytest.raises(RasterError, match="does not overlap"):
+        tile_grid(info, 16, roi=(0, 0, 10, 10))
+
+
+def test_south_up_bounds(tmp_path):
+    transform = Affine(30, 0, 500_000, 0, 30, 2_700_000)  # row 0 is the southern edge
+    info = raster_info(write_raster(tmp_path / "s.tif", textured(40, 40), transform=transform))
+    grid = tile_grid(info, 20)
+    west, south, east, north = grid.bounds(0)
+    assert (west, south, east, north) == pytest.approx((500_000, 2_700_000, 500_600, 2_700_600))
+
+
+# ------------------------------------------------------------------------------------------- masks
+def test_masks_from_nodata_alpha_nan_and_a_user_value(tmp_path):
+    data = textured(8, 8)
+    data[:, :2, :] = 0
+    nodata = raster_info(write_raster(tmp_path / "n.tif", data, nodata=0))
+    alpha = np.full((8, 8), 255, np.uint8)
+    alpha[:, :3] = 0
+    with_alpha = raster_info(write_raster(tmp_path / "a.tif", textured(8, 8), alpha=alpha))
+    floats = textured(8, 8).astype(np.float32)
+    floats[:, 5:, :] = np.nan
+    nan = raster_info(write_raster(tmp_path / "f.tif", floats))  # no nodata tag
+    window = rasterio.windows.Window(0, 0, 8, 8)
+    cases = [
+        (nodata, BandSettings(), lambda v: v[:2].sum() == 0 and v[2:].all()),
+        (with_alpha, BandSettings(), lambda v: v[:, :3].sum() == 0 and v[:, 3:].all()),
+        (nan, BandSettings(), lambda v: v[5:].sum() == 0 and v[:5].all()),
+    ]
+    for info, band_settings, check in cases:
+        with rasterio.open(info.path) as source:
+            image, valid = read_window(source, window, resolve_bands(info, band_settings))
+        assert image.shape == (8, 8, 3) and image.dtype == np.uint8
+        assert check(valid), info.path
+        assert image[~valid].max(initial=0) == 0
+    user = textured(8, 8)
+    user[:, 4, 4] = 7
+    info = raster_info(write_raster(tmp_path / "u.tif", user))
+    with rasterio.open(info.path) as source:
+        _, valid = read_window(source, window, resolve_bands(info, BandSettings(nodata=7)))
+    assert not valid[4, 4] and valid.sum() == 63
+    assert with_alpha.alpha_band == 4 and resolve_bands(with_alpha, BandSettings()).bands == (1, 2, 3)
+
+
+def test_band_selection_and_scaling(tmp_path):
+    backscatter = np.linspace(-40, -5, 20 * 20, dtype=np.float32).reshape(1, 20, 20)  # dB, one band
+    info = raster_info(write_raster(tmp_path / "b.tif", backscatter))
+    resolved = resolve_bands(info, BandSettings())
+    assert resolved.bands == (1,)
+    low, high = resolved.scale[0]
+    assert low == pytest.approx(np.percentile(backscatter, 2), rel=0.05)
+    with rasterio.open(info.path) as source:
+        image, _ = read_window(source, rasterio.windows.Window(0, 0, 20, 20), resolved)
+    assert np.array_equal(image[..., 0], image[..., 2]) and image.min() == 0 and image.max() == 255
+    wide = (np.arange(3 * 10 * 10, dtype=np.uint16).reshape(3, 10, 10) * 20).astype(np.uint16)
+    info = raster_info(write_raster(tmp_path / "w.tif", wide))
+    resolved = resolve_bands(info, BandSettings(bands=(3, 2, 1), scale=((0, 6000),) * 3))
+    with rasterio.open(info.path) as source:
+        image, _ = read_window(source, rasterio.windows.Window(0, 0, 10, 10), resolved)
+    assert image[0, 0, 0] == int(float(wide[2, 0, 0]) * 255 / 6000)  # band 3 first
+    with pytest.raises(RasterError, match="band numbers"):
+        resolve_bands(info, BandSettings(bands=(1, 4, 2)))
+    with pytest.raises(RasterError, match="2 \\(low, high\\) pairs"):
+        resolve_bands(info, BandSettings(bands=(1, 2, 3), scale=((0, 1), (0, 1))))
+
+
+def test_rasters_without_crs_or_valid_pixels_are_refused(tmp_path):
+    path = tmp_path / "nocrs.tif"
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=4,
+        height=4,
+        count=1,
+        dtype="uint8",
+        transform=from_origin(0, 4, 1, 1),
+    ) as target:
+        target.write(np.ones((1, 4, 4), np.uint8))
+    with pytest.raises(RasterError, match="no CRS"):
+        raster_info(path)
+    empty = raster_info(write_raster(tmp_path / "empty.tif", np.zeros((1, 6, 6), np.uint16), nodata=0))
+    with pytest.raises(RasterError, match="no valid pixels"):
+        resolve_bands(empty, BandSettings())
+    with pytest.raises(FileNotFoundError):
+        raster_info(tmp_path / "missing.tif")
+
+
+# ----------------------------------------------------------------------------------- predict-tiles
+def collar_raster(tmp_path, name="collar.tif", transform=None, crs=UTM) -> Path:
+    data = textured(70, 90, seed=5)
+    data[:, :, :10] = 0  # a nodata collar on the west side
+    data[:, 60:, :] = 0  # and the south
+    return write_raster(tmp_path / name, data, nodata=0, transform=transform, crs=crs)
+
+
+def test_outputs_carry_the_grid_crs_and_nodata(checkpoint, tmp_path):
+    raster = collar_raster(tmp_path)
+    summary = predict_tiles(
+        checkpoint, raster, tmp_path / "out", workers=0, progress=False, cell=16, max_invalid=1.0
+    )
+    with rasterio.open(raster) as source:
+        transform, crs = source.transform, source.crs
+        mask = source.dataset_mask() > 0
+    for name in ("classes", "probabilities", "uncertainty"):
+        with rasterio.open(tmp_path / "out" / f"{name}.tif") as output:
+            assert output.crs == crs
+            assert output.transform == transform @ Affine.scale(16)
+            assert output.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+            nodata = output.read(1) == output.nodata
+            # a cell is nodata exactly where its 16 x 16 input block has no valid pixel
+            blocks = np.array(
+                [
+                    [mask[r * 16 : (r + 1) * 16, c * 16 : (c + 1) * 16].any() for c in range(nodata.shape[1])]
+                    for r in range(nodata.shape[0])
+                ]
+            )
+            assert np.array_equal(nodata, ~blocks), name
+    assert nodata.shape == (5, 6) and nodata[4].all() and not nodata[0, 0]  # rows 64.. are collar
+    with rasterio.open(tmp_path / "out" / "probabilities.tif") as output:
+        assert output.count == len(pd.read_csv(tmp_path / "out" / "classes.csv")) - 2
+        assert output.descriptions[0] == "Substrate"
+        probabilities = output.read()
+    assert probabilities.max() <= 255 and (probabilities[:, ~nodata] <= 254).all()
+    with rasterio.open(tmp_path / "out" / "classes.tif") as output:
+        assert output.colormap(1)[1][3] == 255
+    tiles = pd.read_csv(tmp_path / "out" / "tiles.csv", keep_default_na=False)
+    assert len(tiles) == summary["tiles"] and summary["predicted"] + sum(summary["skipped"].values()) == len(
+        tiles
+    )
+    assert {"west", "south", "east", "north", "lon_min", "lat_max", "paths", "probabilities"} <= set(
+        tiles.columns
+    )
+    geojson = json.loads((tmp_path / "out" / "tiles.geojson").read_text())
+    assert len(geojson["features"]) == len(tiles)
+    lon, lat = geojson["features"][0]["geometry"]["coordinates"][0][0]
+    assert -80 < lon < -70 and 20 < lat < 30  # UTM 18N near the test origin, in lon/lat
+
+
+def test_pixel_cells_reproduce_the_input_grid_and_mask(checkpoint, tmp_path):
+    raster = collar_raster(tmp_path)
+    predict_tiles(checkpoint, raster, tmp_path / "out", workers=0, progress=False, cell=1, max_invalid=1.0)
+    with rasterio.open(raster) as source, rasterio.open(tmp_path / "out" / "classes.tif") as output:
+        assert output.bounds == source.bounds and output.transform == source.transform
+        assert np.array_equal(output.read(1) != 0, source.dataset_mask() > 0)
+
+
+def test_south_up_and_geographic_rasters(checkpoint, tmp_path):
+    south_up = collar_raster(tmp_path, "s.tif", transform=Affine(30, 0, 500_000, 0, 30, 2_700_000))
+    predict_tiles(checkpoint, south_up, tmp_path / "s", workers=0, progress=False, cell=1, max_invalid=1.0)
+    with rasterio.open(south_up) as source, rasterio.open(tmp_path / "s" / "classes.tif") as output:
+        assert output.transform == source.transform and output.transform.e > 0
+        assert np.array_equal(output.read(1) != 0, source.dataset_mask() > 0)
+    geographic = collar_raster(
+        tmp_path, "g.tif", transform=from_origin(-79, 25.5, 0.0003, 0.0003), crs="EPSG:4326"
+    )
+    summary = predict_tiles(checkpoint, geographic, tmp_path / "g", workers=0, progress=False)
+    tiles = pd.read_csv(tmp_path / "g" / "tiles.csv")
+    assert summary["crs"] == "EPSG:4326"
+    assert np.allclose(tiles["west"], tiles["lon_min"]) and np.allclose(tiles["north"], tiles["lat_max"])
+
+
+def test_an_interrupted_run_resumes_to_the_same_maps(checkpoint, tmp_path):
+    raster = collar_raster(tmp_path)
+    options = {"workers": 0, "progress": False, "cell": 8, "stride": 16, "batch_size": 2, "save_every": 1}
+    full = predict_tiles(checkpoint, raster, tmp_path / "full", **options)
+    stopped = predict_tiles(checkpoint, raster, tmp_path / "part", stop_after=3, **options)
+    assert stopped["tiles_done"] == 6 and not (tmp_path / "part" / "classes.tif").exists()
+    resumed = predict_tiles(checkpoint, raster, tmp_path / "part", **options)
+    assert resumed["tiles"] == full["tiles"] == len(pd.read_csv(tmp_path / "part" / "tiles.csv"))
+    for name in ("classes", "probabilities", "uncertainty"):
+        with (
+            rasterio.open(tmp_path / "full" / f"{name}.tif") as a,
+            rasterio.open(tmp_path / "part" / f"{name}.tif") as b,
+        ):
+            assert np.allclose(a.read(), b.read(), atol=1e-6), name
+    predict_tiles(checkpoint, raster, tmp_path / "part2", stop_after=1, **options)
+    with pytest.raises(RuntimeError, match="other settings"):
+        predict_tiles(checkpoint, raster, tmp_path / "part2", **{**options, "cell": 4})
+
+
+def test_several_rasters_are_mosaicked(checkpoint, tmp_path):
+    raster = collar_raster(tmp_path)
+    with rasterio.open(raster) as source:
+        data, transform = source.read(), source.transform
+    west = write_raster(tmp_path / "w.tif", data[:, :, :48], nodata=0, transform=transform)
+    east = write_raster(
+        tmp_path / "e.tif", data[:, :, 48:], nodata=0, transform=transform @ Affine.translation(48, 0)
+    )
+    options = {"workers": 0, "progress": False, "cell": 1, "max_invalid": 1.0}
+    predict_tiles(checkpoint, raster, tmp_path / "one", **options)
+    predict_tiles(checkpoint, [west, east], tmp_path / "two", **options)
+    with (
+        rasterio.open(tmp_path / "one" / "probabilities.tif") as a,
+        rasterio.open(tmp_path / "two" / "probabilities.tif") as b,
+    ):
+        assert a.transform == b.transform and a.crs == b.crs
+        assert np.array_equal(a.read(), b.read())
+    other = write_raster(tmp_path / "o.tif", data, nodata=0, crs="EPSG:32617")
+    with pytest.raises(RasterError, match="cannot be mosaicked"):
+        mosaic_vrt([raster, other], tmp_path / "m.vrt")
+
+
+def test_class_codes_take_the_deepest_passing_node():
+    probability = np.array([[[0.9]], [[0.8]], [[0.6]], [[0.2]]])  # nodes 0..3
+    depth = np.array([0, 1, 2, 2])
+    assert class_codes(probability, depth, 0.5)[0, 0] == 3  # node 2 (depth 2) -> code 3
+    assert class_codes(probability, depth, 0.95)[0, 0] == 5  # none passes -> nodes + 1
+
+
+def test_torchrun_shards_tiles_and_matches_one_process(checkpoint, tmp_path):
+    raster = collar_raster(tmp_path)
+    args = ["--checkpoint", str(checkpoint), "--raster", str(raster), "--cell", "8", "--stride", "16",
+            "--workers", "0", "--no-progress"]  # fmt: skip
+    single = subprocess.run(
+        [sys.executable, "-m", "seabed_hmc", "predict-tiles", *args, "--out", str(tmp_path / "one")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert single.returncode == 0, single.stderr
+    torchrun = Path(sys.executable).with_name("torchrun")
+    sharded = subprocess.run(
+        [str(torchrun), "--nproc_per_node=2", "--master_port=29533", "-m", "seabed_hmc", "predict-tiles",
+         *args, "--out", str(tmp_path / "two")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert sharded.returncode == 0, sharded.stderr[-3000:]
+    assert json.loads((tmp_path / "two" / "summary.json").read_text())["ranks"] == 2
+    for name in ("classes", "probabilities"):
+        with (
+            rasterio.open(tmp_path / "one" / f"{name}.tif") as a,
+            rasterio.open(tmp_path / "two" / f"{name}.tif") as b,
+        ):
+            assert np.array_equal(a.read(), b.read()), name
+
+
+# ------------------------------------------------------------------------------------------- labels
+def test_point_chips_reproject_and_report_outside_and_nodata(tmp_path):
+    raster = collar_raster(tmp_path)
+    info = raster_info(raster)
+    inside = info.transform @ (40.5, 30.5)  # the centre of col 40, row 30: valid
+    collar = info.transform @ (3.5, 30.5)  # in the nodata collar
+    from rasterio.warp import transform as warp
+
+    lon, lat = warp(UTM, "EPSG:4326", [inside[0], collar[0], 0.0], [inside[1], collar[1], 0.0])
+    points = pd.DataFrame(
+        {
+            "x": lon,
+            "y": lat,
+            "labels": ["Substrate > Rock", "Substrate > Sand", "Biota"],
+            "station": ["a", "b", "c"],
+        }
+    )
+    points.to_csv(tmp_path / "points.csv", index=False)
+    frame = read_points(tmp_path / "points.csv", crs="EPSG:4326")
+    counts = write_point_chips(raster, frame, tmp_path / "chips", chip_size=16)
+    assert counts == {"chips": 1, "outside": 1, "nodata": 1}
+    manifest = pd.read_csv(tmp_path / "chips" / "manifest.csv")
+    assert manifest.loc[0, "station"] == "a" and (manifest.loc[0, "row"], manifest.loc[0, "col"]) == (30, 40)
+    with rasterio.open(raster) as source:
+        expected = source.read(window=rasterio.windows.Window(32, 22, 16, 16)).transpose(1, 2, 0)
+    from PIL import Image
+
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "chips" / manifest.loc[0, "image"])), expected)
+    problems = pd.read_csv(tmp_path / "chips" / "problems.csv")
+    assert set(problems["reason"].str.split(" ").str[0]) == {"outside", "on"}
+
+
+def test_points_from_geojson_and_geopackage(tmp_path):
+    geojson = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [-78.9, 25.4]},
+                "properties": {"labels": "Biota"},
+            }
+        ],
+    }
+    (tmp_path / "p.geojson").write_text(json.dumps(geojson))
+    frame = read_points(tmp_path / "p.geojson")
+    assert frame.loc[0, ["x", "y", "crs", "labels"]].tolist() == [-78.9, 25.4, "EPSG:4326", "Biota"]
+    path = tmp_path / "p.gpkg"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE gpkg_spatial_ref_sys (srs_name, srs_id, organization, organization_coordsys_id, definition)"
+        )
+        db.execute("INSERT INTO gpkg_spatial_ref_sys VALUES ('WGS 84 / UTM 18N', 32618, 'EPSG', 32618, '')")
+        db.execute("CREATE TABLE gpkg_contents (table_name, data_type, identifier, srs_id)")
+        db.execute("INSERT INTO gpkg_contents VALUES ('stations', 'features', 'stations', 32618)")
+        db.execute(
+            "CREATE TABLE gpkg_geometry_columns (table_name, column_name, geometry_type_name, srs_id, z, m)"
+        )
+        db.execute("INSERT INTO gpkg_geometry_columns VALUES ('stations', 'geom', 'POINT', 32618, 0, 0)")
+        db.execute("CREATE TABLE stations (fid INTEGER PRIMARY KEY, geom BLOB, labels TEXT)")
+        header = b"GP" + bytes([0, 0b00000011]) + struct.pack("<i", 32618) + struct.pack("<4d", 1, 2, 3, 4)
+        blob = header + struct.pack("<BIdd", 1, 1, 500_123.5, 2_799_000.25)
+        db.execute("INSERT INTO stations (geom, labels) VALUES (?, ?)", (blob, "Substrate"))
+    frame = read_points(path)
+    assert frame.loc[0, ["x", "y", "crs", "labels"]].tolist() == [
+        500_123.5,
+        2_799_000.25,
+        "EPSG:32618",
+        "Substrate",
+    ]
+    (tmp_path / "bad.csv").write_text("x,y,labels\n1,oops,A\n")
+    with pytest.raises(ValueError, match="row 1 has a non-numeric y"):
+        read_points(tmp_path / "bad.csv", crs="EPSG:4326")
+    with pytest.raises(ValueError, match="CRS is unknown"):
+        read_points(tmp_path / "bad.csv")
+
+
+def test_label_raster_tiles_get_the_classes_covering_enough_of_them(tmp_path):
+    raster = write_raster(tmp_path / "img.tif", textured(32, 32))
+    ids = np.zeros((32, 32), np.uint8)
+    ids[:, :16] = 1  # left half class 1
+    ids[:16, 16:] = 2  # top right class 2
+    ids[16:, 16:] = 9  # bottom right: an id missing from the table
+    ids[0:2, 0:2] = 3  # a sliver of class 3 in the first tile
+    labels = write_raster(tmp_path / "ids.tif", ids, nodata=255)
+    pd.DataFrame({"id": [1, 2, 3], "path": ["Substrate > Sand", "Biota > Kelp", "Biota > Sponges"]}).to_csv(
+        tmp_path / "classes.csv", index=False
+    )
+    counts = write_label_tiles(
+        raster, labels, read_class_table(tmp_path / "classes.csv"), tmp_path / "tiles", 16, min_fraction=0.1
+    )
+    manifest = pd.read_csv(tmp_path / "tiles" / "manifest.csv")
+    assert manifest["labels"].tolist() == ["Substrate > Sand", "Biota > Kelp", "Substrate > Sand"]
+    assert counts == {"tiles": 3, "skipped": 1, "unknown_ids": 1}
+    problems = pd.read_csv(tmp_path / "tiles" / "problems.csv")["reason"].tolist()
+    assert any("class id 9" in p for p in problems) and any("no known class" in p for p in problems)
+    shifted = write_raster(tmp_path / "shifted.tif", ids, transform=from_origin(0, 0, 30, 30))
+    with pytest.raises(RasterError, match="not on the grid"):
+        write_label_tiles(raster, shifted, {1: "A"}, tmp_path / "x", 16)
+
+
+def test_cli_chips_and_predict_tiles(checkpoint, tmp_path, capsys):
+    from seabed_hmc.cli import main
+
+    raster = collar_raster(tmp_path)
+    out = tmp_path / "out"
+    assert main(["predict-tiles", "--checkpoint", str(checkpoint), "--raster", str(raster), "--out", str(out),
+                 "--workers", "0", "--no-progress", "--tile-size", "960", "--units", "crs"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["tiles"] == len(pd.read_csv(out / "tiles.csv"))
+    assert main(["predict-tiles", "--checkpoint", str(checkpoint), "--raster", str(tmp_path / "nope.tif"),
+                 "--out", str(out)]) == 2  # fmt: skip
+    assert "does not exist" in capsys.readouterr().err
+    pd.DataFrame({"x": [500_000 + 40 * 30], "y": [2_800_000 - 30 * 30], "labels": ["Biota"]}).to_csv(
+        tmp_path / "p.csv", index=False
+    )
+    assert main(["chips", "--raster", str(raster), "--points", str(tmp_path / "p.csv"), "--crs", UTM,
+                 "--out", str(tmp_path / "chips"), "--size", "8"]) == 0  # fmt: skip
+    assert len(pd.read_csv(tmp_path / "chips" / "manifest.csv")) == 1
+
+
+# ---------------------------------------------------------------------------------------- real data
+@pytest.mark.parametrize("name", ["RGB.byte.tif", "RGBA.byte.tif"])
+def test_landsat_scene_with_collar_or_alpha(checkpoint, tmp_path, name):
+    raster = shared_data_path("landsat_bahamas", name)
+    predict_tiles(
+        checkpoint, raster, tmp_path / "out", workers=0, progress=False, cell=1, max_invalid=1.0, tile_size=64
+    )
+    with rasterio.open(raster) as source, rasterio.open(tmp_path / "out" / "classes.tif") as output:
+        assert output.crs == source.crs and output.bounds == source.bounds
+        valid = source.dataset_mask() > 0
+        assert (~valid).mean() > 0.2  # the scene's collar
+        assert np.array_equal(output.read(1) != 0, valid)
+
+
+def test_landsat_four_tiles_together(checkpoint, tmp_path):
+    rasters = [shared_data_path("landsat_bahamas", f"rgb{i}.tif") for i in range(1, 5)]
+    summary = predict_tiles(checkpoint, rasters, tmp_path / "out", workers=0, progress=False, tile_size=64)
+    with rasterio.open(shared_data_path("landsat_bahamas", "RGB.byte.tif")) as whole:
+        with rasterio.open(tmp_path / "out" / "classes.tif") as output, rasterio.open(rasters[0]) as first:
+            assert output.crs == first.crs  # the tiles' own CRS (a WKT equivalent to the scene's EPSG code)
+            assert output.transform == whole.transform @ Affine.scale(64)
+            assert output.bounds.left == whole.bounds.left and output.bounds.top == whole.bounds.top
+            assert output.bounds.right >= whole.bounds.right and output.bounds.bottom <= whole.bounds.bottom
+            assert output.read(1)[0, 0] == 0  # the north-west corner is collar
+    assert summary["predicted"] > 0 and summary["skipped"]
+
+
+def test_label_tiles_train_through_the_ordinary_train_command(tmp_path):
+    from seabed_hmc.cli import main
+
+    raster = write_raster(tmp_path / "img.tif", textured(64, 64))
+    ids = np.ones((64, 64), np.uint8)
+    ids[:, 32:] = 2
+    labels = write_raster(tmp_path / "ids.tif", ids)
+    pd.DataFrame({"id": [1, 2], "path": ["Substrate > Sand", "Substrate > Rock"]}).to_csv(
+        tmp_path / "classes.csv", index=False
+    )
+    write_label_tiles(raster, labels, read_class_table(tmp_path / "classes.csv"), tmp_path / "tiles", 16)
+    code = main(
+        ["train", "--config", str(Path(__file__).parents[1] / "configs" / "quickstart.yaml"),
+         "--set", f"data.manifest={tmp_path / 'tiles' / 'manifest.csv'}", "--set", "data.hierarchy=null",
+         "--set", "data.workers=0", "--set", "train.epochs=1", "--set", "encoder.input_size=32",
+         "--set", "head.heads=2", "--set", "train.progress=false", "--out", str(tmp_path / "run")]
+    )  # fmt: skip
+    assert code == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["skipped_images"] == 0 and 0 <= metrics["val"]["au_prc"] <= 1
