@@ -445,7 +445,8 @@ def test_points_from_geojson_and_geopackage(tmp_path):
     path = tmp_path / "p.gpkg"
     with sqlite3.connect(path) as db:
         db.execute(
-            "CREATE TABLE gpkg_spatial_ref_sys (srs_name, srs_id, organization, organization_coordsys_id, definition)"
+            "CREATE TABLE gpkg_spatial_ref_sys "
+            "(srs_name, srs_id, organization, organization_coordsys_id, definition)"
         )
         db.execute("INSERT INTO gpkg_spatial_ref_sys VALUES ('WGS 84 / UTM 18N', 32618, 'EPSG', 32618, '')")
         db.execute("CREATE TABLE gpkg_contents (table_name, data_type, identifier, srs_id)")
