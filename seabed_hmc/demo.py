@@ -5,8 +5,9 @@
 kelp, coralline algae, massive sponges) on some of them, so images are multi-label.  The hierarchy is
 four levels deep and several deep classes are rare.  ``run_demo`` trains ``control`` and ``rare_node``
 on it (a small timm CNN, ``mobilenetv3_small_100`` from random weights, trained end to end at 64 px:
-no download, no pretrained weights needed), evaluates both on the test split, predicts, and prints a
-comparison.
+no download, no pretrained weights needed), evaluates both on the test split, predicts, prints a
+comparison, then maps a synthetic georeferenced survey mosaic with both models (``predict-tiles``)
+and scores the tiles against the mosaic's known habitat patches.
 """
 
 from __future__ import annotations
@@ -139,6 +140,71 @@ def make_synthetic_seafloor(folder: str | Path, images: int = 600, size: int = 6
     return manifest
 
 
+def make_synthetic_mosaic(folder: str | Path, patches: int = 10, size: int = 64, seed: int = 7) -> Path:
+    """A georeferenced survey mosaic of ``patches`` x ``patches`` habitat patches (``size`` px each).
+
+    Written as ``mosaic.tif`` (3-band uint8, EPSG:32630, 5 cm pixels, nodata 0) with its first column
+    of patches left as a nodata collar, and ``ground_truth.csv`` (patch row, col, pixel window and
+    labels).  Habitats are drawn like the training images, with the same relative frequencies."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    substrates, weights = list(SUBSTRATES), np.array(list(SUBSTRATES.values()))
+    mosaic = np.zeros((patches * size, patches * size, 3), dtype=np.uint8)
+    truth = []
+    for row in range(patches):
+        for col in range(1, patches):  # column 0 stays nodata: a survey edge
+            leaf = substrates[rng.choice(len(substrates), p=weights / weights.sum())]
+            image = draw_substrate(rng, leaf, size)
+            labels = [leaf]
+            for biota, chance in BIOTA.items():
+                if rng.random() < chance:
+                    image = draw_biota(rng, image, biota)
+                    labels.append(biota)
+            block = np.clip(image, 1, 255).astype(np.uint8)  # 0 is reserved for nodata
+            mosaic[row * size : (row + 1) * size, col * size : (col + 1) * size] = block
+            truth.append({"patch_row": row, "patch_col": col, "row": row * size, "col": col * size,
+                          "labels": "|".join(labels)})  # fmt: skip
+    profile = {
+        "driver": "GTiff", "width": mosaic.shape[1], "height": mosaic.shape[0], "count": 3, "dtype": "uint8",
+        "crs": "EPSG:32630", "transform": from_origin(430_000.0, 5_960_000.0, 0.05, 0.05), "nodata": 0,
+        "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate",
+    }  # fmt: skip
+    path = folder / "mosaic.tif"
+    with rasterio.open(path, "w", **profile) as target:
+        target.write(mosaic.transpose(2, 0, 1))
+    pd.DataFrame(truth).to_csv(folder / "ground_truth.csv", index=False)
+    return path
+
+
+def mosaic_accuracy(tiles_csv: Path, truth_csv: Path) -> dict:
+    """Tile accuracy against the mosaic's ground truth: the most probable predicted substrate path
+    equals the true substrate leaf (``leaf``) or agrees at the level below Substrate (``level_2``,
+    e.g. Unconsolidated vs Consolidated) and at level 3 (``level_3``: Sand, Gravel, Rock)."""
+    tiles = pd.read_csv(tiles_csv, keep_default_na=False)
+    truth = pd.read_csv(truth_csv)
+    merged = tiles.merge(truth, on=["row", "col"], how="inner")
+    merged = merged[merged["status"] == "predicted"]
+    hits = {"leaf": 0, "level_2": 0, "level_3": 0}
+    for record in merged.itertuples(index=False):
+        true_leaf = next(p for p in record.labels.split("|") if p.startswith("Substrate"))
+        paths = record.paths.split("|") if record.paths else []
+        scores = [float(v) for v in record.probabilities.split("|")] if record.probabilities else []
+        substrate = [
+            (score, path) for path, score in zip(paths, scores, strict=True) if path.startswith("Substrate")
+        ]
+        predicted = max(substrate)[1] if substrate else ""
+        true_levels, predicted_levels = true_leaf.split(" > "), predicted.split(" > ")
+        hits["leaf"] += predicted == true_leaf
+        hits["level_2"] += predicted_levels[:2] == true_levels[:2]
+        hits["level_3"] += predicted_levels[:3] == true_levels[:3]
+    count = max(len(merged), 1)
+    return {"tiles": int(len(merged)), **{f"{k}_accuracy": v / count for k, v in hits.items()}}
+
+
 def demo_config(manifest: Path, out: Path, loss: str, quick: bool):
     from seabed_hmc.config import load_config
 
@@ -168,6 +234,7 @@ def demo_config(manifest: Path, out: Path, loss: str, quick: bool):
 def run_demo(out: str | Path, quick: bool = False) -> dict:
     """Generate the data, train control and rare_node, evaluate, predict, print a comparison."""
     from seabed_hmc.engine.inference import predict_images
+    from seabed_hmc.engine.tiles import predict_tiles
     from seabed_hmc.engine.train import train
 
     out = Path(out)
@@ -186,6 +253,20 @@ def run_demo(out: str | Path, quick: bool = False) -> dict:
     print("\ntest split            control   rare_node")
     for key in keys:
         print(f"{key:20s} {table.loc[key, 'control']:9.4f} {table.loc[key, 'rare_node']:10.4f}")
+    mosaic = make_synthetic_mosaic(out / "mosaic", patches=5 if quick else 10)
+    print(f"\nsynthetic survey mosaic (EPSG:32630, nodata collar): {mosaic}")
+    for loss in ("control", "rare_node"):
+        folder = out / "mosaic" / loss
+        summary = predict_tiles(
+            out / loss / "best.pt", mosaic, folder, tile_size=64, workers=0, progress=False
+        )
+        accuracy = mosaic_accuracy(folder / "tiles.csv", out / "mosaic" / "ground_truth.csv")
+        results[loss]["mosaic"] = {**accuracy, "skipped_tiles": sum(summary["skipped"].values())}
+        print(
+            f"{loss:9s} maps in {folder}: {accuracy['tiles']} tiles, substrate leaf accuracy "
+            f"{accuracy['leaf_accuracy']:.3f}, Sand/Gravel/Rock {accuracy['level_3_accuracy']:.3f}, "
+            f"{results[loss]['mosaic']['skipped_tiles']} nodata tiles skipped"
+        )
     print(
         f"\ndone in {time.perf_counter() - start:.0f} s; "
         f"checkpoints: {out}/control/best.pt, {out}/rare_node/best.pt"

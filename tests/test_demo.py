@@ -39,5 +39,41 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
         assert (tmp_path / loss / "best.pt").exists()
         assert 0 <= results[loss]["au_prc"] <= 1
     assert len(pd.read_csv(tmp_path / "predictions.csv")) == 150
+    for loss in results:  # the mosaic: 5 x 5 patches, the first column a nodata collar
+        mosaic = results[loss]["mosaic"]
+        assert mosaic["tiles"] == 20 and mosaic["skipped_tiles"] == 5
+        assert 0 <= mosaic["leaf_accuracy"] <= mosaic["level_3_accuracy"] <= mosaic["level_2_accuracy"] <= 1
+        assert (tmp_path / "mosaic" / loss / "classes.tif").exists()
     assert json.loads((tmp_path / "comparison.json").read_text()) == results
     assert "rare_node_recall" in capsys.readouterr().out
+
+
+def test_mosaic_accuracy_scores_against_the_ground_truth(tmp_path):
+    from seabed_hmc.demo import mosaic_accuracy
+
+    pd.DataFrame(
+        {
+            "row": [0, 0, 64],
+            "col": [0, 64, 0],
+            "status": ["predicted", "predicted", "skipped: too much nodata"],
+            "paths": [
+                "Substrate > Unconsolidated > Sand > Flat sand|Biota > Sponges > Massive",
+                "Substrate > Unconsolidated > Gravel",
+                "",
+            ],  # fmt: skip
+            "probabilities": ["0.9|0.95", "0.8", ""],
+        }
+    ).to_csv(tmp_path / "tiles.csv", index=False)
+    pd.DataFrame(
+        {
+            "row": [0, 0, 64],
+            "col": [0, 64, 0],
+            "labels": [
+                "Substrate > Unconsolidated > Sand > Flat sand",
+                "Substrate > Unconsolidated > Gravel > Pebbles|Biota > Sponges > Massive",
+                "Substrate > Consolidated > Rock > Bedrock",
+            ],  # fmt: skip
+        }
+    ).to_csv(tmp_path / "truth.csv", index=False)
+    scores = mosaic_accuracy(tmp_path / "tiles.csv", tmp_path / "truth.csv")
+    assert scores == {"tiles": 2, "leaf_accuracy": 0.5, "level_2_accuracy": 1.0, "level_3_accuracy": 1.0}

@@ -23,9 +23,12 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import torch
-from rasterio.enums import ColorInterp
+from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.windows import Window
 from torch.utils.data import Dataset
+
+#: GDAL block cache per process that reads tiles (MB).
+GDAL_CACHE_MB = 16
 
 
 class RasterError(ValueError):
@@ -318,22 +321,27 @@ def read_window(
     full = Window(0, 0, source.width, source.height)
     inside = window.intersection(full) if rasterio.windows.intersect(window, full) else None
     shape = (int(window.height), int(window.width))
-    data = np.zeros((len(bands), *shape), dtype=np.float32)
+    raw = np.zeros((len(bands), *shape), dtype=source.dtypes[bands[0] - 1])
     valid = np.zeros(shape, dtype=bool)
     if inside is not None:
         r = int(inside.row_off - window.row_off)
         c = int(inside.col_off - window.col_off)
         h, w = int(inside.height), int(inside.width)
-        data[:, r : r + h, c : c + w] = source.read(bands, window=inside)
-        valid[r : r + h, c : c + w] = source.dataset_mask(window=inside) > 0
-    valid &= np.all(np.isfinite(data), axis=0)
+        pixels = source.read(bands, window=inside)
+        raw[:, r : r + h, c : c + w] = pixels
+        valid[r : r + h, c : c + w] = _valid(source, inside, pixels)
     if settings.nodata is not None:
-        valid &= ~np.all(data == settings.nodata, axis=0)
-    scaled = np.empty(data.shape, dtype=np.uint8)
-    for index, (low, high) in enumerate(settings.scale):
-        band = (np.nan_to_num(data[index], nan=low) - low) * (255.0 / (high - low))
-        np.clip(band, 0, 255, out=band)
-        scaled[index] = band.astype(np.uint8)
+        valid &= ~np.all(raw == settings.nodata, axis=0)
+    if raw.dtype == np.uint8 and all(tuple(s) == (0.0, 255.0) for s in settings.scale):
+        scaled = raw  # 8-bit data used as they are: no float round trip
+    else:
+        data = raw.astype(np.float32)
+        valid &= np.all(np.isfinite(data), axis=0)
+        scaled = np.empty(data.shape, dtype=np.uint8)
+        for index, (low, high) in enumerate(settings.scale):
+            band = (np.nan_to_num(data[index], nan=low) - low) * (255.0 / (high - low))
+            np.clip(band, 0, 255, out=band)
+            scaled[index] = band.astype(np.uint8)
     scaled[:, ~valid] = 0
     image = np.repeat(scaled, 3, axis=0) if len(bands) == 1 else scaled
     image = np.ascontiguousarray(image.transpose(1, 2, 0))
@@ -346,19 +354,40 @@ def read_window(
     return image, valid
 
 
+def _valid(source, window: Window, pixels: np.ndarray) -> np.ndarray:
+    """GDAL's validity without a second read where possible: from the nodata value of the bands just
+    read (valid where any of them differs from it), from the alpha band, or the dataset mask."""
+    flags = source.mask_flag_enums
+    if all(MaskFlags.nodata in f for f in flags) and source.nodata is not None:
+        return np.any(pixels != source.nodata, axis=0)
+    if all(f == [MaskFlags.all_valid] for f in flags):
+        return np.ones(pixels.shape[1:], dtype=bool)
+    alpha = [i + 1 for i, c in enumerate(source.colorinterp) if c == ColorInterp.alpha]
+    if alpha:
+        return source.read(alpha[0], window=window) > 0
+    return source.dataset_mask(window=window) > 0
+
+
 class TileDataset(Dataset):
     """The tiles of a grid as model inputs; each worker opens the raster once and reads its windows.
 
-    An item is ``{"image": (3, h, w) float tensor (after ``transform``), "valid": (H, W) bool tensor,
-    "index": int, "valid_fraction": float}``.  Tiles listed in ``indices`` only (default: all).
+    An item is ``{"image": (3, h, w) float tensor (after ``transform``), "index": int,
+    "valid_fraction": float}`` plus, when ``summarise`` is given, the fixed-shape arrays it returns for
+    the tile's (H, W) valid mask (so the full mask need not travel back to the main process), else
+    ``"valid"``: the mask itself.  Tiles listed in ``indices`` only (default: all).
     """
 
     def __init__(
-        self, grid: TileGrid, settings: BandSettings, transform, indices: Sequence[int] | None = None
+        self,
+        grid: TileGrid,
+        settings: BandSettings,
+        transform,
+        indices: Sequence[int] | None = None,
+        summarise=None,
     ):
-        self.grid, self.settings, self.transform = grid, settings, transform
+        self.grid, self.settings, self.transform, self.summarise = grid, settings, transform, summarise
         self.indices = np.arange(len(grid)) if indices is None else np.asarray(indices, dtype=np.int64)
-        self._source = None
+        self._source = self._env = None
         self._pid = None
 
     def __len__(self) -> int:
@@ -366,27 +395,31 @@ class TileDataset(Dataset):
 
     def _open(self):
         if self._source is None or self._pid != os.getpid():  # one handle per worker process
+            # GDAL's block cache defaults to 5% of RAM per process: bound it, or every worker's cache
+            # grows with the raster (2 GB more on a 20,000 x 20,000 mosaic, scripts/bench_tiles.py)
+            self._env = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20)
+            self._env.__enter__()
             self._source = rasterio.open(self.grid.info.path)
             self._pid = os.getpid()
         return self._source
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_source"] = None
+        state["_source"] = state["_env"] = None
         return state
 
     def __getitem__(self, item: int) -> dict:
         index = int(self.indices[item])
         image, valid = read_window(self._open(), self.grid.window(index), self.settings, self.grid.size)
-        tensor = (
-            self.transform(image=image)["image"] if self.transform is not None else torch.from_numpy(image)
-        )
-        return {
-            "image": tensor,
-            "valid": torch.from_numpy(valid),
-            "index": index,
-            "valid_fraction": float(valid.mean()),
-        }
+        tensor = self.transform(image=image)["image"] if self.transform is not None else image
+        if isinstance(tensor, np.ndarray):  # a pipeline without ToTensorV2: (H, W, C) -> (C, H, W)
+            tensor = torch.from_numpy(np.ascontiguousarray(tensor.transpose(2, 0, 1)))
+        item = {"image": tensor, "index": index, "valid_fraction": float(valid.mean())}
+        if self.summarise is None:
+            item["valid"] = torch.from_numpy(valid)
+        else:
+            item |= self.summarise(valid, index)
+        return item
 
 
 # ------------------------------------------------------------------------------------------------ misc

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-from tqdm.auto import tqdm
+from tqdm import tqdm  # not tqdm.auto: it iterates a DataLoader twice (two worker sets)
 
 from seabed_hmc.config import (
     ConfigError,

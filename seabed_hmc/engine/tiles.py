@@ -22,6 +22,7 @@ tile and saves its part; rank 0 adds the parts and writes the outputs.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -38,7 +39,7 @@ import torch
 from rasterio.transform import Affine
 from rasterio.warp import transform as warp_transform
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+from tqdm import tqdm  # not tqdm.auto: it iterates a DataLoader twice (two worker sets)
 
 from seabed_hmc.data.geo import (
     BandSettings,
@@ -49,6 +50,7 @@ from seabed_hmc.data.geo import (
     resolve_bands,
     tile_grid,
 )
+from seabed_hmc.engine._memory import trim_freed_memory
 from seabed_hmc.engine.setup import load_model
 from seabed_hmc.models.heads import ensemble_probabilities
 
@@ -66,6 +68,8 @@ class OutputGrid:
         row1 = int((windows[:, 0] + windows[:, 2]).max())
         col1 = int((windows[:, 1] + windows[:, 3]).max())
         self.cell = cell
+        self.windows = windows
+        self.max_cells = (math.ceil(grid.size[0] / cell[0]) + 1, math.ceil(grid.size[1] / cell[1]) + 1)
         self.height = math.ceil((row1 - self.row0) / cell[0])
         self.width = math.ceil((col1 - self.col0) / cell[1])
         self.transform = (
@@ -98,6 +102,29 @@ class OutputGrid:
         return (counts > 0) & (lengths_r[:, None] > 0) & (lengths_c[None, :] > 0)
 
 
+def summarise_tile(output: OutputGrid, valid: np.ndarray, index: int) -> dict:
+    """In the DataLoader worker: the output cells a tile covers and which of them hold a valid input
+    pixel, as fixed-shape tensors (the full-resolution mask stays in the worker)."""
+    row, col, height, width = (int(v) for v in output.windows[index])
+    rows, cols = output.cells(row, height, 0), output.cells(col, width, 1)
+    flags = np.zeros(output.max_cells, dtype=bool)
+    if rows[1] > rows[0] and cols[1] > cols[0]:
+        cells = output.valid_cells(valid[:height, :width], row, col, rows, cols)
+        flags[: cells.shape[0], : cells.shape[1]] = cells
+    return {"cell_valid": torch.from_numpy(flags), "cell_span": torch.tensor([*rows, *cols])}
+
+
+def _quiet_worker(_: int) -> None:
+    """One thread per DataLoader worker: the model in the main process gets the cores."""
+    torch.set_num_threads(1)
+    try:
+        import cv2
+
+        cv2.setNumThreads(0)
+    except ImportError:
+        pass
+
+
 class Accumulator:
     """Sums of probabilities and spreads per output cell and node, tile counts and valid flags."""
 
@@ -107,13 +134,14 @@ class Accumulator:
         self.weight = np.zeros((height, width), dtype=np.float32)
         self.valid = np.zeros((height, width), dtype=bool)
 
-    def add(self, out: OutputGrid, window, valid: np.ndarray, probability: np.ndarray, spread: np.ndarray):
-        row, col, height, width = (int(v) for v in window)
-        rows, cols = out.cells(row, height, 0), out.cells(col, width, 1)
-        if rows[1] <= rows[0] or cols[1] <= cols[0]:
+    def add(self, span, flags: np.ndarray, probability: np.ndarray, spread: np.ndarray) -> None:
+        """Add a tile's probabilities to the cells ``span`` = (row0, row1, col0, col1) it covers, where
+        ``flags`` (padded) marks the cells with a valid input pixel."""
+        r0, r1, c0, c1 = (int(v) for v in span)
+        if r1 <= r0 or c1 <= c0:
             return
-        region = (slice(*rows), slice(*cols))
-        cell_valid = out.valid_cells(valid[:height, :width], row, col, rows, cols)
+        region = (slice(r0, r1), slice(c0, c1))
+        cell_valid = flags[: r1 - r0, : c1 - c0]
         self.probability[(slice(None), *region)] += probability[:, None, None] * cell_valid
         self.spread[(slice(None), *region)] += spread[:, None, None] * cell_valid
         self.weight[region] += cell_valid
@@ -152,6 +180,42 @@ def _rank_world() -> tuple[int, int]:
 def _barrier(world: int) -> None:
     if world > 1:
         torch.distributed.barrier()
+
+
+# ------------------------------------------------------------------------------------ model inputs
+def inference_model(checkpoint: str | Path):
+    """The checkpoint's model for batch inference (eval mode, channels_last), hierarchy and record."""
+    model, hierarchy, state = load_model(checkpoint)
+    return model.eval().to(memory_format=torch.channels_last), hierarchy, state
+
+
+def tile_transform(state: dict):
+    """(per-tile transform for the workers, normalisation for the main process).
+
+    With the default evaluation pipeline (fit by resizing, then normalise), workers only resize and
+    send uint8 tiles, and the main process normalises whole batches: a quarter of the bytes between
+    processes and less work competing with the model for the cores.  A checkpoint trained with its own
+    evaluation transforms runs its full pipeline in the workers instead (normalisation None)."""
+    import albumentations as A
+
+    from seabed_hmc.engine.inference import _eval_transform
+
+    if state["config"]["data"].get("eval_transforms"):
+        return _eval_transform(state), None
+    norm = state["normalisation"]
+    size = int(norm["image_size"])
+    mean = torch.tensor(norm["mean"], dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(norm["std"], dtype=torch.float32).view(1, 3, 1, 1)
+    return A.Compose([A.Resize(height=size, width=size)]), (mean, std)
+
+
+def to_model_input(images: torch.Tensor, norm) -> torch.Tensor:
+    """A batch from the workers as the model's input: uint8 tiles normalised here (see
+    :func:`tile_transform`), channels_last."""
+    if norm is not None:
+        mean, std = norm
+        images = images.float().div_(255.0).sub_(mean).div_(std)
+    return images.contiguous(memory_format=torch.channels_last)
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -267,10 +331,8 @@ def predict_tiles(
         raise ValueError("give at least one raster")
     raster = str(rasters[0]) if len(rasters) == 1 else str(mosaic_vrt(rasters, partial / "mosaic.vrt"))
 
-    model, hierarchy, state = load_model(checkpoint)
-    from seabed_hmc.engine.inference import _eval_transform
-
-    transform = _eval_transform(state)
+    model, hierarchy, state = inference_model(checkpoint)
+    transform, norm = tile_transform(state)
     size = tile_size or state["normalisation"]["image_size"]
     info = raster_info(raster)
     grid = tile_grid(info, size, stride, units, roi)
@@ -299,13 +361,9 @@ def predict_tiles(
     rows = pd.read_csv(rows_path).to_dict("records") if rows_path.exists() and done.any() else []
     rows = [r for r in rows if done[int(r["tile"])]]
 
-    dataset = TileDataset(grid, settings, transform, todo)
+    dataset = TileDataset(grid, settings, transform, todo, functools.partial(summarise_tile, output))
     loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        num_workers=workers,
-        persistent_workers=False,
-        prefetch_factor=4 if workers else None,
+        dataset, batch_size=batch_size, num_workers=workers, worker_init_fn=_quiet_worker if workers else None
     )
     model.eval()
     batches = 0
@@ -316,7 +374,7 @@ def predict_tiles(
             use = fractions >= 1 - max_invalid
             mean = spread = None
             if use.any():
-                images = batch["image"][torch.from_numpy(use)]
+                images = to_model_input(batch["image"][torch.from_numpy(use)], norm)
                 mean, spread = (t.float().numpy() for t in ensemble_probabilities(model(images), hierarchy))
             used = 0
             for position, index in enumerate(batch["index"].tolist()):
@@ -326,8 +384,8 @@ def predict_tiles(
                 if use[position]:
                     p, s = mean[used], spread[used]
                     used += 1
-                    valid = batch["valid"][position].numpy()
-                    accumulator.add(output, window, valid, p, s)
+                    flags = batch["cell_valid"][position].numpy()
+                    accumulator.add(batch["cell_span"][position].numpy(), flags, p, s)
                     leaves = sorted(_leaf_most(p, hierarchy, threshold), key=lambda n: -p[n])
                     row |= {
                         "status": "predicted",
@@ -340,6 +398,8 @@ def predict_tiles(
                 rows.append(row)
                 done[index] = True
             batches += 1
+            if batches % 8 == 0:
+                trim_freed_memory()  # memory stays bounded however many tiles (engine/_memory.py)
             if batches % save_every == 0:
                 _checkpoint_state(state_path, rows_path, accumulator, done, digest, rows, complete=False)
             if stop_after is not None and batches >= stop_after:

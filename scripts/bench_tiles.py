@@ -1,0 +1,244 @@
+"""Benchmark: predict-tiles throughput against the model alone, and peak memory against raster size.
+
+1. Throughput: ``predict_tiles`` end to end (model loading, window reads in DataLoader workers, masks,
+   scaling, transforms, the model, blending, COG and table writing) on a generated 6,000 x 6,000 raster
+   (``--size``), in tiles
+   per second, against the same model on the same number of ready tensors (same batch size, same
+   threads), measured in this run.  ``pipeline_ratio`` = end-to-end / model-only.
+2. Memory: the peak memory of the whole process tree (main process plus DataLoader workers: summed
+   proportional set sizes sampled from /proc) of a ``predict_tiles`` run in a fresh process, on a
+   generated 20,000 x 20,000 3-band raster and on a 2,000 x 2,000 one with the same tiling.
+
+The model is MobileNetV2 (random weights: speed does not depend on them) with a 5-head ensemble at
+224 px, trained for one epoch on a few synthetic images to get a real checkpoint.  The last line is one
+JSON object: ``{"pipeline_ratio": ..., "peak_rss_gb_20k": ..., "rss_growth_mb": ...}``.
+
+    python scripts/bench_tiles.py [--workers 2] [--batch-size 32] [--tile 224] [--scratch DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def make_checkpoint(folder: Path) -> Path:
+    from seabed_hmc.config import load_config
+    from seabed_hmc.demo import make_synthetic_seafloor
+    from seabed_hmc.engine.train import train
+
+    manifest = make_synthetic_seafloor(folder / "data", images=20, size=64, seed=0)
+    config = load_config(
+        None,
+        [
+            f"data.manifest={manifest}",
+            f"data.hierarchy={manifest.parent / 'hierarchy.csv'}",
+            "data.workers=0",
+            "encoder.name=mobilenetv2_100",
+            "encoder.freeze=true",
+            "loss.name=rare_node",
+            "head.heads=5",
+            "train.epochs=1",
+            "train.progress=false",
+            f"train.cache_dir={folder / 'cache'}",
+            f"out={folder / 'run'}",
+        ],
+    )
+    train(config)
+    return folder / "run" / "best.pt"
+
+
+def make_raster(path: Path, size: int, block: int = 1024) -> Path:
+    """A 3-band uint8 GeoTIFF of smooth seafloor-like texture, written block by block (bounded memory)."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    profile = {
+        "driver": "GTiff",
+        "width": size,
+        "height": size,
+        "count": 3,
+        "dtype": "uint8",
+        "crs": "EPSG:32630",
+        "transform": from_origin(400_000, 6_000_000, 0.5, 0.5),
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "compress": "deflate",
+        "nodata": 0,
+    }
+    yy, xx = np.mgrid[0:block, 0:block].astype(np.float32)
+    with rasterio.open(path, "w", **profile) as target:
+        for row in range(0, size, block):
+            for col in range(0, size, block):
+                h, w = min(block, size - row), min(block, size - col)
+                base = 120 + 60 * np.sin((xx[:h, :w] + col) / 37.0) * np.cos((yy[:h, :w] + row) / 53.0)
+                data = np.stack([base, base * 0.9 + 10, base * 0.7 + 30]).clip(1, 255).astype(np.uint8)
+                target.write(data, window=rasterio.windows.Window(col, row, w, h))
+    return path
+
+
+class TreeMemory:
+    """Peak of the summed proportional set size (PSS: shared pages split between the processes sharing
+    them, so forked workers are not counted twice) of a process and all its descendants, sampled every
+    50 ms from /proc."""
+
+    def __init__(self, pid: int):
+        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _tree(self, pid: int) -> list[int]:
+        pids = [pid]
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                children = Path(f"/proc/{pid}/task/{task}/children").read_text().split()
+                for child in children:
+                    pids += self._tree(int(child))
+        except OSError:
+            pass
+        return pids
+
+    @staticmethod
+    def _rss(pid: int) -> int:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, sum(self._rss(p) for p in self._tree(self.pid)))
+            time.sleep(0.05)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self._stop.set()
+        self.thread.join()
+
+
+def memory_run(checkpoint: Path, raster: Path, out: Path, args) -> tuple[float, dict]:
+    """Peak tree RSS (bytes) of predict_tiles on ``raster`` in a fresh process, and its summary."""
+    code = (
+        "import json, sys; from seabed_hmc.engine.tiles import predict_tiles; "
+        f"s = predict_tiles({str(checkpoint)!r}, {str(raster)!r}, {str(out)!r}, tile_size={args.tile}, "
+        f"batch_size={args.batch_size}, workers={args.workers}, progress=False); print(json.dumps(s))"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    with TreeMemory(process.pid) as memory:
+        output, _ = process.communicate()
+    if process.returncode:
+        raise SystemExit(f"predict_tiles on {raster} failed (exit {process.returncode})")
+    return memory.peak, json.loads(output.strip().splitlines()[-1])
+
+
+def model_only(checkpoint: Path, tiles: int, batch_size: int, tile: int) -> float:
+    """Tiles per second of the model alone on ready, normalised tensors (the same model, memory format
+    and forward pass as predict_tiles; the batch is prepared once, outside the timing)."""
+    import torch
+
+    from seabed_hmc.engine.tiles import inference_model, tile_transform, to_model_input
+    from seabed_hmc.models.heads import ensemble_probabilities
+
+    model, hierarchy, state = inference_model(checkpoint)  # the model exactly as predict_tiles runs it
+    size = state["normalisation"]["image_size"]
+    _, norm = tile_transform(state)
+    batch = to_model_input(torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8), norm)
+    with torch.inference_mode():
+        ensemble_probabilities(model(batch), hierarchy)  # warm-up
+        start, done = time.perf_counter(), 0
+        while done < tiles:
+            count = min(batch_size, tiles - done)
+            mean, spread = ensemble_probabilities(model(batch[:count]), hierarchy)
+            mean.numpy(), spread.numpy()
+            done += count
+    return tiles / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--tile", type=int, default=224, help="tile size in pixels (model input 224)")
+    parser.add_argument("--size", type=int, default=6000, help="throughput raster side (pixels)")
+    parser.add_argument("--memory-tile", type=int, default=224, help="tile size for the memory runs")
+    parser.add_argument("--scratch", type=Path, default=None, help="folder for the generated rasters")
+    args = parser.parse_args()
+    import torch
+
+    from seabed_hmc.engine.tiles import predict_tiles
+
+    print(f"# {' '.join(sys.argv)}  (torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{os.cpu_count()} cores)", flush=True)  # fmt: skip
+    with tempfile.TemporaryDirectory(dir=args.scratch) as scratch:
+        scratch = Path(scratch)
+        checkpoint = make_checkpoint(scratch / "model")
+        small = make_raster(scratch / "2k.tif", 2000)
+        medium = make_raster(scratch / "throughput.tif", args.size)
+
+        summary = predict_tiles(
+            checkpoint,
+            small,
+            scratch / "warm",
+            tile_size=args.tile,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            progress=False,
+        )  # fmt: skip  (warm-up: page cache, imports, first worker start)
+        start = time.perf_counter()
+        summary = predict_tiles(
+            checkpoint, medium, scratch / "e2e", tile_size=args.tile, batch_size=args.batch_size,
+            workers=args.workers, progress=False,
+        )  # fmt: skip
+        end_to_end = summary["tiles"] / (time.perf_counter() - start)
+        alone = model_only(checkpoint, summary["tiles"], args.batch_size, args.tile)
+        print(
+            f"throughput, {args.size:,} x {args.size:,} raster, {summary['tiles']} tiles of {args.tile} px, "
+            f"batch "
+            f"{args.batch_size}, {args.workers} workers: end to end {end_to_end:.1f} tiles/s, model "
+            f"alone {alone:.1f} tiles/s -> ratio {end_to_end / alone:.3f}",
+            flush=True,
+        )
+
+        args.tile = args.memory_tile
+        peak_small, small_summary = memory_run(checkpoint, small, scratch / "m2k", args)
+        print(f"memory, 2,000 x 2,000 ({small_summary['tiles']} tiles of {args.tile} px): peak "
+              f"{peak_small / 2**30:.3f} GB (process tree PSS)", flush=True)  # fmt: skip
+        start = time.perf_counter()
+        large = make_raster(scratch / "20k.tif", 20_000)
+        print(f"generated 20,000 x 20,000 x 3 raster ({large.stat().st_size / 2**20:.0f} MB on disk) "
+              f"in {time.perf_counter() - start:.0f} s", flush=True)  # fmt: skip
+        peak_large, large_summary = memory_run(checkpoint, large, scratch / "m20k", args)
+        print(f"memory, 20,000 x 20,000 ({large_summary['tiles']} tiles of {args.tile} px, "
+              f"{large_summary['seconds']:.0f} s): peak {peak_large / 2**30:.3f} GB (process tree PSS)",
+              flush=True)  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "pipeline_ratio": round(end_to_end / alone, 3),
+                "peak_rss_gb_20k": round(peak_large / 2**30, 3),
+                "rss_growth_mb": round((peak_large - peak_small) / 2**20, 1),
+                "end_to_end_tiles_per_s": round(end_to_end, 2),
+                "model_only_tiles_per_s": round(alone, 2),
+                "peak_rss_gb_2k": round(peak_small / 2**30, 3),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
