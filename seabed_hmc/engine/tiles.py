@@ -22,6 +22,7 @@ tile and saves its part; rank 0 adds the parts and writes the outputs.
 
 from __future__ import annotations
 
+import csv
 import functools
 import hashlib
 import json
@@ -114,9 +115,18 @@ def summarise_tile(output: OutputGrid, valid: np.ndarray, index: int) -> dict:
     return {"cell_valid": torch.from_numpy(flags), "cell_span": torch.tensor([*rows, *cols])}
 
 
+def default_workers() -> int:
+    return max(1, min(4, (os.cpu_count() or 1) // 4))
+
+
 def _quiet_worker(_: int) -> None:
-    """One thread per DataLoader worker: the model in the main process gets the cores."""
+    """One thread per DataLoader worker, at a lower scheduling priority: the model's threads in the
+    main process are then rarely preempted mid-operator (which stalls all of them)."""
     torch.set_num_threads(1)
+    try:
+        os.nice(10)
+    except OSError:
+        pass
     try:
         import cv2
 
@@ -305,7 +315,7 @@ def predict_tiles(
     max_invalid: float = 0.5,
     threshold: float = 0.5,
     batch_size: int = 32,
-    workers: int = 2,
+    workers: int | None = None,
     save_every: int = 20,
     progress: bool = True,
     stop_after: int | None = None,
@@ -319,8 +329,13 @@ def predict_tiles(
         roi: (west, south, east, north) in the raster's CRS.
         bands, scale, nodata: see :class:`~seabed_hmc.data.geo.BandSettings`.
         max_invalid: tiles with a larger share of invalid pixels are skipped (and counted).
+        workers: DataLoader processes reading tiles; default one per four cores (at least one, at
+            most four): a worker reads and resizes a tile in about a millisecond, and every core it
+            takes is one the model does not get (scripts/bench_tiles.py).
         stop_after: end after this many batches (tests and time-boxed runs; resume later).
     """
+    if workers is None:
+        workers = default_workers()
     started = time.perf_counter()
     checkpoint, out = Path(checkpoint), Path(out)
     rank, world = _rank_world()
@@ -358,8 +373,7 @@ def predict_tiles(
         log.info("rank %d resumes with %d tiles done", rank, int(done.sum()))
     mine = np.arange(len(grid))[rank::world]
     todo = mine[~done[mine]]
-    rows = pd.read_csv(rows_path).to_dict("records") if rows_path.exists() and done.any() else []
-    rows = [r for r in rows if done[int(r["tile"])]]
+    _restart_rows(rows_path, done)
 
     dataset = TileDataset(grid, settings, transform, todo, functools.partial(summarise_tile, output))
     loader = DataLoader(
@@ -373,9 +387,14 @@ def predict_tiles(
             fractions = batch["valid_fraction"].numpy()
             use = fractions >= 1 - max_invalid
             mean = spread = None
+            rows = []
             if use.any():
                 images = to_model_input(batch["image"][torch.from_numpy(use)], norm)
-                mean, spread = (t.float().numpy() for t in ensemble_probabilities(model(images), hierarchy))
+                count = len(images)
+                if count < batch_size:  # pad: a new batch shape would make oneDNN build (and keep)
+                    images = torch.cat([images, images.new_zeros(batch_size - count, *images.shape[1:])])
+                logits = model(images.contiguous(memory_format=torch.channels_last))[:, :count]
+                mean, spread = (t.float().numpy() for t in ensemble_probabilities(logits, hierarchy))
             used = 0
             for position, index in enumerate(batch["index"].tolist()):
                 window = grid.windows[index]
@@ -397,15 +416,16 @@ def predict_tiles(
                     row |= {"status": "skipped: too much nodata", "paths": "", "probabilities": ""}
                 rows.append(row)
                 done[index] = True
+            _append_rows(rows_path, rows)  # streamed to disk: nothing per tile stays in memory
             batches += 1
             if batches % 8 == 0:
                 trim_freed_memory()  # memory stays bounded however many tiles (engine/_memory.py)
             if batches % save_every == 0:
-                _checkpoint_state(state_path, rows_path, accumulator, done, digest, rows, complete=False)
+                _checkpoint_state(state_path, accumulator, done, digest, complete=False)
             if stop_after is not None and batches >= stop_after:
                 finished = not (~done[mine]).any()
                 break
-    _checkpoint_state(state_path, rows_path, accumulator, done, digest, rows, complete=finished)
+    _checkpoint_state(state_path, accumulator, done, digest, complete=finished)
     if not finished:
         return {"stopped_after_batches": batches, "tiles_done": int(done[mine].sum()), "tiles": len(mine)}
     _barrier(world)
@@ -418,11 +438,32 @@ def predict_tiles(
     return summary
 
 
-def _checkpoint_state(state_path, rows_path, accumulator, done, digest, rows, complete: bool) -> None:
-    table = pd.DataFrame(rows)
-    temporary = rows_path.with_name(rows_path.name + ".tmp")
+ROW_FIELDS = ["tile", "row", "col", "height", "width", "valid_fraction", "status", "paths", "probabilities",
+              "max_spread"]  # fmt: skip
+
+
+def _append_rows(path: Path, rows: list[dict]) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=ROW_FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+
+
+def _restart_rows(path: Path, done: np.ndarray) -> None:
+    """Keep the rows of tiles the saved state counts as done (a crash may have left later ones)."""
+    if not path.exists():
+        return
+    table = pd.read_csv(path, keep_default_na=False) if done.any() else pd.DataFrame(columns=ROW_FIELDS)
+    if len(table):
+        table = table[done[table["tile"].astype(int).to_numpy()]].drop_duplicates("tile", keep="last")
+    temporary = path.with_name(path.name + ".tmp")
     table.to_csv(temporary, index=False)
-    os.replace(temporary, rows_path)
+    os.replace(temporary, path)
+
+
+def _checkpoint_state(state_path, accumulator, done, digest, complete: bool) -> None:
     _save_npz(
         state_path, digest=np.array(digest), done=done, complete=np.array(complete), **accumulator.state()
     )
