@@ -1,29 +1,24 @@
-"""The CCR benthic study: control vs rare_node (bbma, gmu; 20 heads) for three frozen encoders, 3 seeds.
+"""The CCR benthic study (issue 4): every method against control on the full training split, for three
+frozen encoders, read from the limited-data grid's full-data cells (configs/ablation_ccr.yaml).
 
-    python scripts/ccr_study.py --out docs/results/ccr_runs.csv --runs runs/ccr
-    python scripts/ccr_study.py --report        # docs/results/ccr_benthic.md tables and plot
+    seabed-hmc ablate --config configs/ablation_ccr.yaml --out docs/results/limited_data \
+        --only level=1 --only seed=0,1,2
+    python scripts/ccr_study.py        # docs/results/ccr_benthic.md tables and ccr_recall_by_depth.png
 
-Each (encoder, method, seed) trains with ``configs/ccr_benthic.yaml`` plus the overrides below and
-appends one row (the best-on-validation checkpoint's TEST metrics) to the CSV; finished rows are
-skipped, so the study resumes.  Encoders: ImageNet MobileNetV2 frozen (``pretrained``), the same
-noise-mixed with a random initialisation at alpha 0.5 and frozen (``noise_0.5``), and a frozen random
-MobileNetV2 (``random``).  Frozen features are cached, so each encoder is run over the images once per
-seed (the noise and random initialisations depend on the seed).
+Each cell trains with ``configs/ccr_benthic.yaml`` plus the grid's overrides: ImageNet MobileNetV2
+frozen (``pretrained``), the same noise-mixed with a random initialisation at alpha 0.5 and frozen
+(``noise_0.5``), a frozen random MobileNetV2 (``random``); ``control``, ``imbalance`` and ``rare_node``
+(20 heads) with ``bbma`` and ``gmu``.  The metrics are the best-on-validation epoch's test metrics.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from pathlib import Path
 
 import pandas as pd
 
-from seabed_hmc.config import load_config
-from seabed_hmc.engine.train import train
 from seabed_hmc.reporting import (
-    append_row,
     compare_to_control,
     depth_plot,
     markdown_table,
@@ -32,16 +27,6 @@ from seabed_hmc.reporting import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-ENCODERS = {
-    "pretrained": ["encoder.weights=mobilenetv2_imagenet"],
-    "noise_0.5": ["encoder.weights=mobilenetv2_imagenet", "encoder.noise_alpha=0.5"],
-    "random": ["encoder.name=mobilenetv2_100", "encoder.weights=null"],
-}
-METHODS = {
-    "control": ["loss.name=control"],
-    "rare_node_bbma": ["loss.name=rare_node", "loss.uncertainty=bbma", "head.heads=20"],
-    "rare_node_gmu": ["loss.name=rare_node", "loss.uncertainty=gmu", "head.heads=20"],
-}
 METRICS = {
     "au_prc": "AU(PRC)",
     "f1_all": "node F1 (all)",
@@ -52,52 +37,15 @@ METRICS = {
 }
 
 
-def run(args: argparse.Namespace) -> None:
-    done = set()
-    if args.out.exists():
-        done = {
-            tuple(r) for r in pd.read_csv(args.out)[["encoder", "method", "seed"]].itertuples(index=False)
-        }
-    for seed in args.seeds:
-        for encoder in args.encoders:
-            for method in args.methods:
-                if (encoder, method, seed) in done:
-                    continue
-                overrides = [
-                    *ENCODERS[encoder],
-                    *METHODS[method],
-                    f"train.seed={seed}",
-                    "train.progress=false",
-                ]
-                overrides += [f"out={args.runs / encoder / method / f'seed{seed}'}", *args.set]
-                config = load_config(args.config, overrides)
-                start = time.perf_counter()
-                result = train(config)
-                test = result["test"]
-                row = {"encoder": encoder, "method": method, "seed": seed, "best_epoch": result["best_epoch"]}
-                row |= {k: v for k, v in test.items() if "_depth_" not in k}
-                depths = {
-                    k.removeprefix("recall_depth_"): v
-                    for k, v in test.items()
-                    if k.startswith("recall_depth_")
-                }
-                row |= {
-                    "recall_by_depth": json.dumps(depths),
-                    "seconds": round(time.perf_counter() - start, 1),
-                }
-                append_row(args.out, row)
-                print(
-                    f"{encoder:10s} {method:15s} seed {seed}: AU(PRC) {test['au_prc']:.4f} "
-                    f"F1 {test['f1_all']:.4f} rare recall {test['rare_node_recall']:.4f} "
-                    f"({row['seconds']:.0f} s)",
-                    flush=True,
-                )
-
-
 def report(args: argparse.Namespace) -> None:
-    runs = pd.read_csv(args.out)
+    grid = pd.read_csv(args.results)
+    runs = grid[(grid["level"] == 1.0) & grid["configuration"].isin(args.methods)]
+    runs = runs.rename(columns={"configuration": "method"})
+    source = args.results.resolve()
+    source = source.relative_to(ROOT) if source.is_relative_to(ROOT) else source
     sections = [
-        f"_Generated by `python scripts/ccr_study.py --report` from `{args.out.name}` ({len(runs)} runs)._"
+        f"_Generated by `python scripts/ccr_study.py` from the full-data cells of `{source}` "
+        f"({len(runs)} runs; seeds {sorted(runs['seed'].unique().tolist())})._"
     ]
     sections += ["### Test metrics (best validation epoch), mean ± std over seeds"]
     sections += [markdown_table(mean_table(runs, ["encoder", "method"], METRICS))]
@@ -120,17 +68,14 @@ def report(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "ccr_benthic.yaml")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "ccr_runs.csv")
-    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "ccr")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--encoders", nargs="+", default=list(ENCODERS), choices=list(ENCODERS))
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--set", action="append", default=[], help="extra config overrides")
-    parser.add_argument("--report", action="store_true", help="write the report from the CSV instead")
+    parser.add_argument(
+        "--results", type=Path, default=ROOT / "docs" / "results" / "limited_data" / "results.csv"
+    )
+    parser.add_argument(
+        "--methods", nargs="+", default=["control", "imbalance", "rare_node_bbma", "rare_node_gmu"]
+    )
     parser.add_argument("--report-md", type=Path, default=ROOT / "docs" / "results" / "ccr_benthic.md")
-    args = parser.parse_args()
-    report(args) if args.report else run(args)
+    report(parser.parse_args())
 
 
 if __name__ == "__main__":
