@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -20,7 +19,11 @@ def _train(args: argparse.Namespace) -> int:
     if args.out:
         config.out = args.out
     metrics = train(config, resume=args.resume)
-    print(json.dumps({"out": config.out, **metrics}, indent=2, default=str))
+    if metrics:  # under torchrun, rank 0 reports
+        print(json.dumps({"out": config.out, **metrics}, indent=2, default=str))
+    from seabed_hmc.engine.distributed import exit_cleanly
+
+    exit_cleanly(0)
     return 0
 
 
@@ -109,14 +112,9 @@ def _predict_tiles(args: argparse.Namespace) -> int:
     )
     if summary:
         print(json.dumps(summary, indent=2))
-    import torch.distributed
+    from seabed_hmc.engine.distributed import exit_cleanly
 
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        # torchrun + gloo: leave the group and exit hard, or ~1 rank in 5 aborts at exit (ENVIRONMENT.md)
-        torch.distributed.destroy_process_group()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+    exit_cleanly(0)  # under torchrun only: leave the group and exit (see engine/distributed.py)
     return 0
 
 

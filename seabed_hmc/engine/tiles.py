@@ -51,6 +51,7 @@ from seabed_hmc.data.geo import (
     resolve_bands,
     tile_grid,
 )
+from seabed_hmc.engine import distributed
 from seabed_hmc.engine._memory import trim_freed_memory
 from seabed_hmc.engine.setup import load_model
 from seabed_hmc.models.heads import ensemble_probabilities
@@ -174,22 +175,6 @@ class Accumulator:
         self.spread += state["spread"]
         self.weight += state["weight"]
         self.valid |= state["valid"]
-
-
-# ----------------------------------------------------------------------------------- distributed
-def _rank_world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1:  # launched by torchrun: join the group (gloo: only barriers are needed)
-        torch.distributed.init_process_group("gloo")
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def _barrier(world: int) -> None:
-    if world > 1:
-        torch.distributed.barrier()
 
 
 # ------------------------------------------------------------------------------------ model inputs
@@ -338,7 +323,8 @@ def predict_tiles(
         workers = default_workers()
     started = time.perf_counter()
     checkpoint, out = Path(checkpoint), Path(out)
-    rank, world = _rank_world()
+    group = distributed.setup()
+    rank, world = group.rank, group.size
     partial = out / PARTIAL
     partial.mkdir(parents=True, exist_ok=True)
     rasters = [rasters] if isinstance(rasters, str | Path) else list(rasters)
@@ -428,13 +414,13 @@ def predict_tiles(
     _checkpoint_state(state_path, accumulator, done, digest, complete=finished)
     if not finished:
         return {"stopped_after_batches": batches, "tiles_done": int(done[mine].sum()), "tiles": len(mine)}
-    _barrier(world)
+    group.barrier()
     summary = {}
     if rank == 0:
         summary = _combine_and_write(
             out, partial, world, hierarchy, grid, output, info, accumulator, threshold, started, digest
         )
-    _barrier(world)
+    group.barrier()
     return summary
 
 

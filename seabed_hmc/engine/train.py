@@ -30,7 +30,9 @@ from tqdm import tqdm  # not tqdm.auto: it iterates a DataLoader twice (two work
 
 from seabed_hmc.config import RunConfig, config_to_dict, save_config
 from seabed_hmc.data.images import ImageDataset, collate_skip_bad
+from seabed_hmc.engine import distributed
 from seabed_hmc.engine.checkpoint import keep_copy, load_checkpoint, save_checkpoint
+from seabed_hmc.engine.distributed import World
 from seabed_hmc.engine.features import FeatureCache
 from seabed_hmc.engine.setup import PreparedData, build_model, normalisation, prepare_data, transforms
 from seabed_hmc.losses import build_loss, node_frequencies
@@ -169,47 +171,94 @@ def build_inputs(config: RunConfig, model: HierarchicalClassifier, data: Prepare
 
 
 def train_epoch(
-    model, loss_fn, optimiser, inputs: Inputs, config: RunConfig, epoch: int, problems: list
+    model,
+    loss_fn,
+    optimiser,
+    inputs: Inputs,
+    config: RunConfig,
+    epoch: int,
+    problems: list,
+    net=None,
+    world: World | None = None,
 ) -> float:
-    """One pass over the training split; returns the mean loss."""
+    """One pass over the training split; returns the mean loss (of this rank's samples).
+
+    ``net`` is what the forward pass calls (the head, or the whole model; wrapped in
+    DistributedDataParallel under torchrun).  With several ranks every rank draws the same batches
+    (same seeds) and takes every ``world.size``-th sample of each; a final batch smaller than the number
+    of ranks is dropped on all of them."""
     model.train()
     settings = config.train
+    world = world or World()
     total, batches = 0.0, 0
     if inputs.features is not None:
+        net = net if net is not None else model.head
         views, count = inputs.features.shape[:2]
         order = torch.randperm(count)
         view = torch.randint(views, (count,))
         for batch in tqdm(
             order.split(settings.batch_size),
             desc=f"epoch {epoch}",
-            disable=not settings.progress,
+            disable=not settings.progress or not world.main,
             leave=False,
         ):
-            logits = model.head(inputs.features[view[batch], batch])
+            if world.distributed:
+                if len(batch) < world.size:
+                    continue
+                batch = batch[world.rank :: world.size]
+            logits = net(inputs.features[view[batch], batch])
             loss = loss_fn(logits, inputs.targets[batch], inputs.mask[batch])
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             total, batches = total + loss.item(), batches + 1
         return total / max(batches, 1)
-    loader = _loader(
-        inputs.images, settings.batch_size, config.data.workers, True, settings.seed * 1000 + epoch
-    )
-    for batch in tqdm(loader, desc=f"epoch {epoch}", disable=not settings.progress, leave=False):
+    net = net if net is not None else model
+    seed = settings.seed * 1000 + epoch
+    if world.distributed:
+        loader = DataLoader(
+            inputs.images,
+            batch_sampler=RankBatches(len(inputs.images), settings.batch_size, seed, world),
+            num_workers=config.data.workers,
+            collate_fn=collate_skip_bad,
+            worker_init_fn=_seed_worker if config.data.workers else None,
+        )
+    else:
+        loader = _loader(inputs.images, settings.batch_size, config.data.workers, True, seed)
+    for batch in tqdm(
+        loader, desc=f"epoch {epoch}", disable=not settings.progress or not world.main, leave=False
+    ):
         problems.extend(
             (inputs.images.paths[i], "failed to load during training") for i in batch.get("bad", [])
         )
-        if batch["index"].numel() == 0:
+        # every rank takes the step or none does (a rank whose images all failed would hang the rest)
+        if not world.all_agree(batch["index"].numel() > 0):
             continue
         images = batch["image"]
         if settings.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        loss = loss_fn(model(images), batch["targets"], batch["mask"])
+        loss = loss_fn(net(images), batch["targets"], batch["mask"])
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
         total, batches = total + loss.item(), batches + 1
     return total / max(batches, 1)
+
+
+class RankBatches(torch.utils.data.Sampler):
+    """Under torchrun: the same seeded shuffle on every rank, each batch split between the ranks."""
+
+    def __init__(self, count: int, batch_size: int, seed: int, world: World):
+        self.count, self.batch_size, self.seed, self.world = count, batch_size, seed, world
+
+    def __iter__(self):
+        order = torch.randperm(self.count, generator=torch.Generator().manual_seed(self.seed))
+        for batch in order.split(self.batch_size):
+            if len(batch) >= self.world.size:
+                yield batch[self.world.rank :: self.world.size].tolist()
+
+    def __len__(self) -> int:
+        return math.ceil(self.count / self.batch_size)
 
 
 @torch.no_grad()
@@ -308,9 +357,11 @@ def train(
     that define the rare nodes of the metrics (default: the subset's), and ``save_checkpoints=False``
     keeps the best weights in memory and writes no ``.pt`` files.
     """
+    world = distributed.setup()  # under torchrun: join the group (gloo)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    save_config(config, out / "config.yaml")
+    if world.main:
+        save_config(config, out / "config.yaml")
     torch.use_deterministic_algorithms(config.train.deterministic, warn_only=True)
     seed_everything(config.train.seed)
 
@@ -321,7 +372,11 @@ def train(
         model.encoder.to(memory_format=torch.channels_last)
     train_rows = data.splits["train"]
     norm = normalisation(config, model, data.table.frame["image"].iloc[train_rows].tolist())
+    if not world.main:
+        world.barrier()  # rank 0 computes (and caches) the features first; the others then read them
     inputs = build_inputs(config, model, data, norm)
+    if world.main:
+        world.barrier()
     if train_subset is not None:
         inputs["train"] = inputs["train"].select(train_subset)
         train_rows = train_rows[inputs["train"].rows]
@@ -344,6 +399,9 @@ def train(
         reduction=config.loss.reduction,
     )
     head_only = train_inputs.features is not None
+    net = model.head if head_only else model
+    if world.distributed:  # gradients averaged across ranks; checkpoints hold the unwrapped model
+        net = torch.nn.parallel.DistributedDataParallel(net)
     optimiser = _optimiser(model, config, head_only)
     scheduler = _scheduler(optimiser, config)
 
@@ -366,13 +424,24 @@ def train(
         "image_source": str(data.table.source),
     }
     log_path = out / "log.csv"
-    if start_epoch == 0 and log_path.exists():
+    if start_epoch == 0 and log_path.exists() and world.main:
         log_path.unlink()
     for epoch in range(start_epoch, config.train.epochs):
         seed_everything(config.train.seed, epoch + 1)
         started = time.perf_counter()
-        train_loss = train_epoch(model, loss_fn, optimiser, train_inputs, config, epoch, data.problems)
+        train_loss = train_epoch(
+            model, loss_fn, optimiser, train_inputs, config, epoch, data.problems, net, world
+        )
         scheduler.step()
+        stopping = (
+            stop_after is not None
+            and epoch + 1 - start_epoch >= stop_after
+            and epoch + 1 < config.train.epochs
+        )
+        if not world.main:  # rank 0 validates, selects and writes; the weights are the same everywhere
+            if stopping:
+                return {}
+            continue
         val = inputs["val"]
         probabilities, _, kept = predict_inputs(model, val, config, hierarchy)
         metrics = evaluate_predictions(
@@ -400,13 +469,14 @@ def train(
             keep_copy(out / "last.pt", out / "best.pt")
         _append_csv(log_path, _log_row(epoch, train_loss, started, improved, metrics))
         log.info("epoch %d: loss %.4f, val AU(PRC) %.4f", epoch, train_loss, metrics["au_prc"])
-        if (
-            stop_after is not None
-            and epoch + 1 - start_epoch >= stop_after
-            and epoch + 1 < config.train.epochs
-        ):
+        if stopping:
             return {"stopped_after_epoch": epoch, "val": metrics}
-    return finish(model, inputs, hierarchy, metric_counts, data, config, out, best_state, train_counts)
+    if not world.main:
+        world.barrier()  # wait for rank 0's final evaluation, then leave
+        return {}
+    results = finish(model, inputs, hierarchy, metric_counts, data, config, out, best_state, train_counts)
+    world.barrier()
+    return results
 
 
 def _clone(state: dict) -> dict:
