@@ -215,6 +215,8 @@ def train_epoch(
         return total / max(batches, 1)
     net = net if net is not None else model
     seed = settings.seed * 1000 + epoch
+    if not config.data.workers:  # in-process loading: the augmentation generator is seeded per epoch
+        inputs.images.seed(seed)  # too (workers are seeded by _seed_worker), so a resumed run is exact
     if world.distributed:
         loader = DataLoader(
             inputs.images,
