@@ -373,19 +373,43 @@ def test_class_codes_take_the_deepest_passing_node():
 
 def test_torchrun_shards_tiles_and_matches_one_process(checkpoint, tmp_path):
     raster = collar_raster(tmp_path)
-    args = ["--checkpoint", str(checkpoint), "--raster", str(raster), "--cell", "8", "--stride", "16",
-            "--workers", "0", "--no-progress"]  # fmt: skip
+    args = [
+        "--checkpoint",
+        str(checkpoint),
+        "--raster",
+        str(raster),
+        "--cell",
+        "8",
+        "--stride",
+        "16",
+        "--workers",
+        "0",
+        "--no-progress",
+    ]
     single = subprocess.run(
         [sys.executable, "-m", "seabed_hmc", "predict-tiles", *args, "--out", str(tmp_path / "one")],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert single.returncode == 0, single.stderr
     torchrun = Path(sys.executable).with_name("torchrun")
     sharded = subprocess.run(
-        [str(torchrun), "--nproc_per_node=2", "--master_port=29533", "-m", "seabed_hmc", "predict-tiles",
-         *args, "--out", str(tmp_path / "two")],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            str(torchrun),
+            "--nproc_per_node=2",
+            "--master_port=29533",
+            "-m",
+            "seabed_hmc",
+            "predict-tiles",
+            *args,
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert sharded.returncode == 0, sharded.stderr[-3000:]
     assert json.loads((tmp_path / "two" / "summary.json").read_text())["ranks"] == 2
     for name in ("classes", "probabilities"):
@@ -502,17 +526,64 @@ def test_cli_chips_and_predict_tiles(checkpoint, tmp_path, capsys):
 
     raster = collar_raster(tmp_path)
     out = tmp_path / "out"
-    assert main(["predict-tiles", "--checkpoint", str(checkpoint), "--raster", str(raster), "--out", str(out),
-                 "--workers", "0", "--no-progress", "--tile-size", "960", "--units", "crs"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "predict-tiles",
+                "--checkpoint",
+                str(checkpoint),
+                "--raster",
+                str(raster),
+                "--out",
+                str(out),
+                "--workers",
+                "0",
+                "--no-progress",
+                "--tile-size",
+                "960",
+                "--units",
+                "crs",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["tiles"] == len(pd.read_csv(out / "tiles.csv"))
-    assert main(["predict-tiles", "--checkpoint", str(checkpoint), "--raster", str(tmp_path / "nope.tif"),
-                 "--out", str(out)]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "predict-tiles",
+                "--checkpoint",
+                str(checkpoint),
+                "--raster",
+                str(tmp_path / "nope.tif"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert "does not exist" in capsys.readouterr().err
     pd.DataFrame({"x": [500_000 + 40 * 30], "y": [2_800_000 - 30 * 30], "labels": ["Biota"]}).to_csv(
         tmp_path / "p.csv", index=False
     )
-    assert main(["chips", "--raster", str(raster), "--points", str(tmp_path / "p.csv"), "--crs", UTM,
-                 "--out", str(tmp_path / "chips"), "--size", "8"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "chips",
+                "--raster",
+                str(raster),
+                "--points",
+                str(tmp_path / "p.csv"),
+                "--crs",
+                UTM,
+                "--out",
+                str(tmp_path / "chips"),
+                "--size",
+                "8",
+            ]
+        )
+        == 0
+    )
     assert len(pd.read_csv(tmp_path / "chips" / "manifest.csv")) == 1
 
 
@@ -555,11 +626,28 @@ def test_label_tiles_train_through_the_ordinary_train_command(tmp_path):
     )
     write_label_tiles(raster, labels, read_class_table(tmp_path / "classes.csv"), tmp_path / "tiles", 16)
     code = main(
-        ["train", "--config", str(Path(__file__).parents[1] / "configs" / "quickstart.yaml"),
-         "--set", f"data.manifest={tmp_path / 'tiles' / 'manifest.csv'}", "--set", "data.hierarchy=null",
-         "--set", "data.workers=0", "--set", "train.epochs=1", "--set", "encoder.input_size=32",
-         "--set", "head.heads=2", "--set", "train.progress=false", "--out", str(tmp_path / "run")]
-    )  # fmt: skip
+        [
+            "train",
+            "--config",
+            str(Path(__file__).parents[1] / "configs" / "quickstart.yaml"),
+            "--set",
+            f"data.manifest={tmp_path / 'tiles' / 'manifest.csv'}",
+            "--set",
+            "data.hierarchy=null",
+            "--set",
+            "data.workers=0",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "encoder.input_size=32",
+            "--set",
+            "head.heads=2",
+            "--set",
+            "train.progress=false",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     assert code == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["skipped_images"] == 0 and 0 <= metrics["val"]["au_prc"] <= 1

@@ -46,7 +46,7 @@ def run_config(manifest: Path, cache: Path, epochs: int = 8) -> dict:
             "bf16": False,
             "deterministic": True,
             "cache_dir": str(cache),
-        },  # fmt: skip
+        },
     }
 
 
@@ -104,7 +104,7 @@ def test_ablation_grid_killed_mid_run_resumes_to_the_same_table(seafloor, tmp_pa
         "run": {
             **run_config(seafloor, tmp_path / "cache", epochs=3),
             "encoder": {"name": "resnet18", "input_size": 32, "freeze": True},
-        },  # fmt: skip
+        },
         "subsets": {"fractions": [0.5, 1.0]},
         "configurations": {"control": ["loss.name=control"], "rare_node": {"loss.name": "rare_node"}},
         "encoders": {"random": []},
@@ -135,12 +135,32 @@ def test_predict_tiles_killed_mid_run_resumes_to_the_same_maps(seafloor, tmp_pat
     raster = tmp_path / "mosaic.tif"
     rng = np.random.default_rng(0)
     transform = rasterio.transform.from_origin(0, 640, 1, 1)
-    profile = {"driver": "GTiff", "width": 640, "height": 640, "count": 3, "dtype": "uint8",
-               "crs": "EPSG:32630", "transform": transform, "nodata": 0}  # fmt: skip
+    profile = {
+        "driver": "GTiff",
+        "width": 640,
+        "height": 640,
+        "count": 3,
+        "dtype": "uint8",
+        "crs": "EPSG:32630",
+        "transform": transform,
+        "nodata": 0,
+    }
     with rasterio.open(raster, "w", **profile) as target:
         target.write(rng.integers(1, 255, (3, 640, 640), dtype=np.uint8))
-    args = ["predict-tiles", "--checkpoint", str(tmp_path / "model" / "best.pt"), "--raster", str(raster),
-            "--tile-size", "32", "--batch-size", "4", "--workers", "0", "--no-progress"]  # fmt: skip
+    args = [
+        "predict-tiles",
+        "--checkpoint",
+        str(tmp_path / "model" / "best.pt"),
+        "--raster",
+        str(raster),
+        "--tile-size",
+        "32",
+        "--batch-size",
+        "4",
+        "--workers",
+        "0",
+        "--no-progress",
+    ]
     seabed(*args, "--out", str(tmp_path / "whole"))
     out = tmp_path / "killed"
     process = start([*args, "--out", str(out)])

@@ -194,7 +194,7 @@ class ImageCheck:
             raise ImageCheckError(
                 f"{summary}, more than the allowed {max_bad_fraction:.2%} (max_bad_fraction):\n"
                 f"{listed}{more}\nFix or remove these files (or their manifest rows), or raise "
-                "max_bad_fraction to train without them"
+                "max_bad_fraction (data.max_bad_fraction in a run config) to go on without them"
             )
         logger.warning("%s; they are left out (first: %s: %s)", summary, *self.problems[0])
         return self

@@ -778,8 +778,8 @@ def load_hierarchy(path: PathLike, **kwargs: Any) -> Hierarchy:
     * ``.arff``: :func:`from_arff`;
     * ``.json``: a ``Hierarchy.to_dict()`` record (keys ``nodes`` and ``parents``; ``excluded=`` may
       override its exclusions) or a CATAMI-style fixture list (:func:`from_catami_json`);
-    * ``.csv`` / ``.txt``: :func:`from_parent_table` when the header has the id and parent columns
-      (``id_column``/``parent_column`` if given), else :func:`from_path_file`.
+    * ``.csv`` / ``.txt``: :func:`from_parent_table` when the header has the id (``id`` or ``node``)
+      and parent columns (``id_column``/``parent_column`` if given), else :func:`from_path_file`.
 
     Keyword arguments go to the chosen loader.
 
@@ -798,9 +798,15 @@ def load_hierarchy(path: PathLike, **kwargs: Any) -> Hierarchy:
     if suffix == ".json":
         return _load_json_hierarchy(target, **kwargs)
     if suffix in (".csv", ".txt"):
-        columns = (kwargs.get("id_column", "id"), kwargs.get("parent_column", "parent"))
-        if _csv_has_columns(target, columns):
-            return from_parent_table(target, **kwargs)
+        parent = kwargs.get("parent_column", "parent")
+        for id_column in [kwargs["id_column"]] if "id_column" in kwargs else ["id", "node"]:
+            if _csv_has_columns(target, (id_column, parent)):
+                options = {**kwargs, "id_column": id_column}
+                if "naming" not in options and not _csv_has_columns(
+                    target, (options.get("name_column", "name"),)
+                ):
+                    options["naming"] = "id"  # no name column: the ids are the names
+                return from_parent_table(target, **options)
         return from_path_file(target, **kwargs)
     raise HierarchyError(
         f"cannot tell how to read {target}: unknown file type {suffix!r}; give a .csv/.txt path file or "
