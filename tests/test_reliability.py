@@ -172,3 +172,17 @@ def test_predict_tiles_killed_mid_run_resumes_to_the_same_maps(seafloor, tmp_pat
             assert np.array_equal(a.read(), b.read()), name
     tiles = pd.read_csv(out / "tiles.csv")
     assert len(tiles) == 400 and tiles["tile"].is_unique
+
+
+def test_predict_streams_in_chunks_with_the_same_output(seafloor, tmp_path):
+    from seabed_hmc.engine.inference import predict_images
+
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(run_config(seafloor, tmp_path / "cache", epochs=1)))
+    seabed("train", "--config", str(config), "--out", str(tmp_path / "model"))
+    checkpoint = tmp_path / "model" / "best.pt"
+    whole = predict_images(checkpoint, seafloor, tmp_path / "whole.csv", workers=0, chunk_rows=10_000)
+    chunked = predict_images(checkpoint, seafloor, tmp_path / "chunked.csv", workers=0, chunk_rows=7)
+    assert whole == chunked == {"images": 60, "predicted": 60, "failed": 0}
+    assert (tmp_path / "whole.csv").read_text() == (tmp_path / "chunked.csv").read_text()
+    assert list(pd.read_csv(tmp_path / "chunked.csv")["survey"][:3]) == ["demo-0", "demo-1", "demo-2"]

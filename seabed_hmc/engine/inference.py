@@ -88,6 +88,30 @@ def image_list(source: str | Path, columns: dict | None = None) -> tuple[list[st
 
     ``columns`` maps the known names to the file's (``{"image": "path"}``), as in ``data.columns``.
     """
+    paths, metadata = [], []
+    for chunk_paths, chunk_metadata in image_chunks(source, columns, chunk_rows=None):
+        paths += chunk_paths
+        metadata += chunk_metadata
+    return paths, metadata
+
+
+def manifest_columns(source: str | Path, columns: dict | None = None) -> list[str]:
+    """The metadata columns a manifest passes through (none for a folder)."""
+    source = Path(source)
+    if source.is_dir() or source.suffix.lower() != ".csv":
+        return []
+    frame = _rename(pd.read_csv(source, dtype=str, nrows=0), columns)
+    return [c for c in frame.columns if c not in ("image", "labels")]
+
+
+def _rename(frame: pd.DataFrame, columns: dict | None) -> pd.DataFrame:
+    """The run's ``data.columns`` names back to the known ones (``{"image": "path"}``)."""
+    return frame.rename(columns={v: k for k, v in (columns or {}).items() if v in frame and k not in frame})
+
+
+def image_chunks(source: str | Path, columns: dict | None = None, chunk_rows: int | None = 4096):
+    """(paths, metadata) in chunks of ``chunk_rows`` rows (all at once for None): a manifest is read
+    chunk by chunk, so memory does not grow with its length."""
     source = Path(source)
     if source.is_dir():
         paths = sorted(
@@ -95,22 +119,23 @@ def image_list(source: str | Path, columns: dict | None = None) -> tuple[list[st
         )
         if not paths:
             raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {source}")
-        return paths, [{} for _ in paths]
-    if source.suffix.lower() == ".csv":
-        frame = pd.read_csv(source, dtype=str, keep_default_na=False)
-        frame = frame.rename(
-            columns={v: k for k, v in (columns or {}).items() if v in frame and k not in frame}
-        )
+        step = chunk_rows or len(paths)
+        for start in range(0, len(paths), step):
+            yield paths[start : start + step], [{} for _ in paths[start : start + step]]
+        return
+    if source.suffix.lower() != ".csv":
+        raise FileNotFoundError(f"{source} is neither a folder of images nor a CSV manifest")
+    reader = pd.read_csv(source, dtype=str, keep_default_na=False, chunksize=chunk_rows or 10**12)
+    root = source.parent
+    for frame in reader:
+        frame = _rename(frame, columns)
         if "image" not in frame:
             raise ValueError(f"{source} has no 'image' column (nor the run's data.columns name for it)")
-        root = source.parent
         paths = [str(p if Path(p).is_absolute() else root / p) for p in frame["image"]]
         metadata = frame.drop(columns=[c for c in ("image", "labels") if c in frame]).to_dict("records")
-        return paths, metadata
-    raise FileNotFoundError(f"{source} is neither a folder of images nor a CSV manifest")
+        yield paths, metadata
 
 
-@torch.no_grad()
 def predict_images(
     checkpoint: str | Path,
     source: str | Path,
@@ -118,13 +143,16 @@ def predict_images(
     batch_size: int = 32,
     workers: int = 2,
     threshold: float = 0.5,
+    chunk_rows: int = 4096,
 ) -> dict:
-    """Write per-image predictions (coherent paths, per-node probabilities and spread) to a CSV."""
+    """Write per-image predictions (coherent paths, per-node probabilities and spread) to a CSV.
+
+    Streams: the images are read ``chunk_rows`` at a time and rows are written as they are predicted,
+    so memory stays bounded whatever the number of images (``scripts/bench_predict_stream.py``)."""
     model, hierarchy, state = load_model(checkpoint)
-    paths, metadata = image_list(source, state["config"]["data"].get("columns") or None)
-    empty = torch.zeros(len(paths), len(hierarchy))
-    dataset = ImageDataset(paths, empty, empty, _eval_transform(state))
-    meta_columns = list(dict.fromkeys(k for row in metadata for k in row))
+    columns = state["config"]["data"].get("columns") or None
+    transform = _eval_transform(state)
+    meta_columns = manifest_columns(source, columns)
     evaluated = np.flatnonzero(hierarchy.evaluated)
     node_columns = [f"p[{hierarchy.nodes[i]}]" for i in evaluated]
     spread_columns = [f"spread[{hierarchy.nodes[i]}]" for i in evaluated]
@@ -132,30 +160,43 @@ def predict_images(
     out_csv = Path(out_csv)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     temporary = out_csv.with_name(f".{out_csv.name}.tmp{os.getpid()}")
-    counts = {"images": len(paths), "predicted": 0, "failed": 0}
-    with open(temporary, "w", newline="") as handle:
+    counts = {"images": 0, "predicted": 0, "failed": 0}
+    progress = tqdm(desc="predict", unit="image", leave=False)
+    with open(temporary, "w", newline="") as handle, torch.inference_mode():
         writer = csv.writer(handle)
         writer.writerow(header)
-        for batch in tqdm(_batches(dataset, batch_size, workers), desc="predict", leave=False):
-            lines = {}  # dataset index -> CSV row; written in input order
-            for index, reason in zip(batch.get("bad", []), batch.get("bad_reasons", []), strict=True):
-                lines[index] = [paths[index], *[metadata[index].get(c, "") for c in meta_columns], "", reason]
-                counts["failed"] += 1
-            if batch["index"].numel():
-                mean, spread = ensemble_probabilities(model(batch["image"]), hierarchy)
-                decoded = hierarchy.decode((mean >= threshold).numpy())
-                for row, index in enumerate(batch["index"].tolist()):
-                    lines[index] = (
-                        [
-                            paths[index],
-                            *[metadata[index].get(c, "") for c in meta_columns],
-                            "|".join(decoded[row]),
-                            "",
-                        ]
-                        + [f"{v:.4f}" for v in mean[row, evaluated].tolist()]
-                        + [f"{v:.4f}" for v in spread[row, evaluated].tolist()]
-                    )
-                    counts["predicted"] += 1
-            writer.writerows(lines[index] for index in sorted(lines))
+        # chunk by chunk (rows are written as they come): memory does not grow with the manifest
+        for paths, metadata in image_chunks(source, columns, chunk_rows):
+            counts["images"] += len(paths)
+            nothing = torch.zeros(len(paths), 0)  # no targets to carry: zero-width, not (rows, nodes)
+            dataset = ImageDataset(paths, nothing, nothing, transform)
+            for batch in _batches(dataset, batch_size, workers):
+                lines = {}  # dataset index -> CSV row; written in input order
+                for index, reason in zip(batch.get("bad", []), batch.get("bad_reasons", []), strict=True):
+                    lines[index] = [
+                        paths[index],
+                        *[metadata[index].get(c, "") for c in meta_columns],
+                        "",
+                        reason,
+                    ]
+                    counts["failed"] += 1
+                if batch["index"].numel():
+                    mean, spread = ensemble_probabilities(model(batch["image"]), hierarchy)
+                    decoded = hierarchy.decode((mean >= threshold).numpy())
+                    for row, index in enumerate(batch["index"].tolist()):
+                        lines[index] = (
+                            [
+                                paths[index],
+                                *[metadata[index].get(c, "") for c in meta_columns],
+                                "|".join(decoded[row]),
+                                "",
+                            ]
+                            + [f"{v:.4f}" for v in mean[row, evaluated].tolist()]
+                            + [f"{v:.4f}" for v in spread[row, evaluated].tolist()]
+                        )
+                        counts["predicted"] += 1
+                writer.writerows(lines[index] for index in sorted(lines))
+                progress.update(len(lines))
+    progress.close()
     os.replace(temporary, out_csv)
     return counts
