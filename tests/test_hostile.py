@@ -229,3 +229,66 @@ def test_points_outside_the_raster_are_reported(corpus, capsys):
     )
     assert json.loads(capsys.readouterr().out.splitlines()[0]) == {"chips": 1, "outside": 2, "nodata": 0}
     assert list(pd.read_csv(out / "problems.csv")["reason"]) == ["outside the raster"] * 2
+
+
+class _Payload:
+    """Unpickling this would run a shell command (write a marker file)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(tmp_path, capsys):
+    import torch
+
+    marker = tmp_path / "pwned"
+    torch.save({"model": _Payload(marker)}, tmp_path / "evil.pt")  # a pickle that calls os.system
+    fails(
+        capsys,
+        [
+            "predict",
+            "--checkpoint",
+            str(tmp_path / "evil.pt"),
+            "--images",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "p.csv"),
+        ],
+        "evil.pt",
+    )
+    assert not marker.exists()
+
+
+def test_a_truncated_checkpoint_is_reported_by_every_command(corpus, tmp_path, capsys):
+    good = corpus / "runs" / "bad_images" / "best.pt"
+    if not good.exists():
+        pytest.skip("needs the checkpoint of test_bad_images_are_reported_and_skipped_or_stop_the_run")
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    for argv in (
+        [
+            "predict",
+            "--checkpoint",
+            str(broken),
+            "--images",
+            str(corpus / "images"),
+            "--out",
+            str(tmp_path / "p.csv"),
+        ],
+        ["evaluate", "--checkpoint", str(broken), "--manifest", str(corpus / "manifest_missing_file.csv")],
+        [
+            "predict-tiles",
+            "--checkpoint",
+            str(broken),
+            "--raster",
+            str(corpus / "raster_nan_no_tag.tif"),
+            "--out",
+            str(tmp_path / "maps"),
+        ],
+    ):
+        fails(capsys, argv, "broken.pt", "truncated or corrupt")
