@@ -157,6 +157,13 @@ def summary_sentences(runs: pd.DataFrame, control: str, mode: str) -> list[str]:
         if smallest not in by_level or largest not in by_level:
             continue
         small, large = by_level[smallest], by_level[largest]
+        if smallest == largest:
+            lines.append(
+                f"- **{encoder} / {name}**: rare-node recall {small:+.3f} and node F1 "
+                f"{f1_level.get(smallest, np.nan):+.3f} vs control at {_level_text(smallest, mode)} "
+                "(the only level finished so far)."
+            )
+            continue
         trend = "larger" if small > large else ("the same" if small == large else "smaller")
         lines.append(
             f"- **{encoder} / {name}**: rare-node recall {small:+.3f} vs control at "
@@ -223,9 +230,11 @@ def write_report(out: str | Path, control: str = "control", config_text: str | N
         pooled.append(table)
     minimum_p = paired_wilcoxon(np.arange(1, seeds + 1), np.zeros(seeds)).p_value if seeds > 1 else np.nan
     failed = out / "failed.csv"
+    expected = _expected_cells(config_text)
     sections = [
         "# Limited-data ablation report",
-        f"{len(runs)} finished cells ({runs['encoder'].nunique()} encoders x "
+        f"{len(runs)}{f' of {expected}' if expected else ''} finished cells "
+        f"({runs['encoder'].nunique()} encoders x "
         f"{runs['configuration'].nunique()} configurations x {runs['level'].nunique()} levels x "
         f"{seeds} seeds); compute time of the cells {runs['seconds'].sum() / 60:.1f} min "
         "(the sum of the per-cell times, feature extraction included)."
@@ -259,6 +268,18 @@ def write_report(out: str | Path, control: str = "control", config_text: str | N
     path = out / "report.md"
     write_text_atomic(path, "\n\n".join(sections) + "\n")
     return path
+
+
+def _expected_cells(config_text: str) -> int | None:
+    """Cells in the whole grid (from the grid config written beside the results), if known."""
+    import yaml
+
+    try:
+        grid = yaml.safe_load(config_text) or {}
+        levels = grid["subsets"].get("fractions") or grid["subsets"].get("per_leaf")
+        return len(levels) * len(grid["configurations"]) * len(grid["encoders"]) * len(grid["seeds"])
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def _subset_text(out: Path) -> str:
