@@ -371,7 +371,8 @@ def _valid(source, window: Window, pixels: np.ndarray) -> np.ndarray:
 class TileDataset(Dataset):
     """The tiles of a grid as model inputs; each worker opens the raster once and reads its windows.
 
-    An item is ``{"image": (3, h, w) float tensor (after ``transform``), "index": int,
+    An item is ``{"image": (3, h, w) float tensor (after ``transform``; or the (h, w, 3) uint8 tile when
+    the transform does not end in ``ToTensorV2``), "index": int,
     "valid_fraction": float}`` plus, when ``summarise`` is given, the fixed-shape arrays it returns for
     the tile's (H, W) valid mask (so the full mask need not travel back to the main process), else
     ``"valid"``: the mask itself.  Tiles listed in ``indices`` only (default: all).
@@ -412,8 +413,8 @@ class TileDataset(Dataset):
         index = int(self.indices[item])
         image, valid = read_window(self._open(), self.grid.window(index), self.settings, self.grid.size)
         tensor = self.transform(image=image)["image"] if self.transform is not None else image
-        if isinstance(tensor, np.ndarray):  # a pipeline without ToTensorV2: (H, W, C) -> (C, H, W)
-            tensor = torch.from_numpy(np.ascontiguousarray(tensor.transpose(2, 0, 1)))
+        if isinstance(tensor, np.ndarray):  # no ToTensorV2: the (H, W, C) uint8 tile as it is
+            tensor = torch.from_numpy(np.ascontiguousarray(tensor))
         item = {"image": tensor, "index": index, "valid_fraction": float(valid.mean())}
         if self.summarise is None:
             item["valid"] = torch.from_numpy(valid)

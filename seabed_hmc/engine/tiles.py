@@ -205,11 +205,14 @@ def tile_transform(state: dict):
 
 
 def to_model_input(images: torch.Tensor, norm) -> torch.Tensor:
-    """A batch from the workers as the model's input: uint8 tiles normalised here (see
-    :func:`tile_transform`), channels_last."""
-    if norm is not None:
+    """A batch from the workers as the model's input, channels_last.
+
+    (B, H, W, 3) uint8 tiles (see :func:`tile_transform`) are normalised here: the permuted view is
+    already channels_last, so the conversion to float is the only copy."""
+    if norm is not None and images.dtype == torch.uint8:
         mean, std = norm
-        images = images.float().div_(255.0).sub_(mean).div_(std)
+        images = images.permute(0, 3, 1, 2).float()  # (B, 3, H, W) with channels_last strides
+        return images.sub_(mean * 255.0).mul_(1.0 / (255.0 * std))
     return images.contiguous(memory_format=torch.channels_last)
 
 
@@ -337,6 +340,8 @@ def predict_tiles(
     size = tile_size or state["normalisation"]["image_size"]
     info = raster_info(raster)
     grid = tile_grid(info, size, stride, units, roi)
+    if norm is not None and grid.size == (int(state["normalisation"]["image_size"]),) * 2:
+        transform = None  # tiles already at the model's size: nothing to do in the workers but read
     cell_size = (cell, cell) if cell else grid.stride
     output = OutputGrid(grid, cell_size)
     settings = resolve_bands(info, BandSettings(bands, scale, nodata))
