@@ -196,3 +196,23 @@ def test_only_runs_the_selected_cells_of_the_same_grid(seafloor, tmp_path):
         parse_only(["fraction=1"])
     with pytest.raises(ConfigError, match="int"):
         parse_only(["seed=a"])
+
+
+def test_the_quick_grid_runs_end_to_end_on_a_reduced_set(tmp_path, capsys):
+    """configs/ablation_quick.yaml as shipped, reduced by grid overrides to a few cells."""
+    config = ROOT / "configs" / "ablation_quick.yaml"
+    overrides = [
+        "seeds=[0]",
+        "synthetic.images=120",
+        "subsets.fractions=[0.25,1.0]",
+        "encoders={random_32px: [encoder.input_size=32]}",
+        "configurations={control: [loss.name=control], rare_node_bbma: [loss.name=rare_node, head.heads=3]}",
+        "set=[train.epochs=5]",
+    ]
+    argv = ["ablate", "--config", str(config), "--out", str(tmp_path / "quick"), "--no-progress"]
+    assert main([*argv, *(f"--set={o}" for o in overrides)]) == 0
+    results = pd.read_csv(tmp_path / "quick" / "results.csv")
+    assert len(results) == 4 and results["au_prc"].between(0, 1).all()
+    report = (tmp_path / "quick" / "report.md").read_text()
+    assert "4 of 4 finished cells" in report and "## Summary" in report
+    assert (tmp_path / "quick" / "data" / "manifest.csv").exists()  # the synthetic set, generated
