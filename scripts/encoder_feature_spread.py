@@ -24,6 +24,19 @@ from seabed_hmc.models.encoders import build_encoder
 CCR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ccr_benthic" / "manifest.csv"
 
 
+def stage_spread(encoder, batch: torch.Tensor) -> str:
+    """The standard deviation of the activations after the stem, each stage and the head (MobileNetV2)."""
+    model = encoder.model
+    with torch.no_grad():
+        hidden = model.bn1(model.conv_stem(batch))
+        values = [hidden.std().item()]
+        for stage in model.blocks:
+            hidden = stage(hidden)
+            values.append(hidden.std().item())
+        values.append(model.bn2(model.conv_head(hidden)).std().item())
+    return " ".join(f"{v:.3g}" for v in values)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.1, 0.25, 0.5, 1.0])
@@ -48,6 +61,12 @@ def main() -> None:
                 features = encoder(batch)
             scale, spread = features.abs().mean().item(), features.std(0).mean().item()
             print(f"alpha {alpha:4.2f}: mean |feature| {scale:.4f}, std across images {spread:.4f}")
+            print(f"            activation std by stage: {stage_spread(encoder, batch)}")
+            variances = torch.cat(
+                [v.flatten() for k, v in encoder.state_dict().items() if k.endswith("running_var")]
+            )
+            quantiles = torch.quantile(variances, torch.tensor([0.01, 0.1, 0.5]))
+            print(f"            BatchNorm running_var quantiles 1/10/50%: {quantiles.numpy().round(5)}")
 
 
 if __name__ == "__main__":
