@@ -41,6 +41,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.1, 0.25, 0.5, 1.0])
     parser.add_argument("--images", type=int, default=64)
+    parser.add_argument(
+        "--refit", type=int, default=0, help="also with BatchNorm re-estimated on this many other images"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         if CCR.exists():
@@ -51,12 +54,17 @@ def main() -> None:
             source = "synthetic demo images"
         paths = table.frame["image"].tolist()[: args.images]
         print(f"# {len(paths)} {source}; MobileNetV2, ImageNet weights mixed with a random initialisation")
-        for alpha in args.alphas:
+        others = table.frame["image"].tolist()[args.images : args.images + args.refit]
+        for alpha, refit in [(a, r) for a in args.alphas for r in ([0, len(others)] if others else [0])]:
             encoder = build_encoder(
                 None, weights="mobilenetv2_imagenet", freeze=True, noise_alpha=alpha, seed=0
             )
             transform = build_transform(None, 224, encoder.mean, encoder.std, train=False)
             batch = torch.stack([transform(image=load_image(p))["image"] for p in paths])
+            if refit:
+                fit = torch.stack([transform(image=load_image(p))["image"] for p in others])
+                encoder.refit_batchnorm(iter(fit.split(32)), f"{refit} other images")
+                print(f"  (BatchNorm re-estimated on {refit} other images)")
             with torch.no_grad():
                 features = encoder(batch)
             scale, spread = features.abs().mean().item(), features.std(0).mean().item()

@@ -51,6 +51,10 @@ class EncoderConfig:
     weights: str | None = None  # None/"random", a local file, or a short name (mobilenetv2_imagenet)
     freeze: bool = False
     noise_alpha: float = 0.0
+    # Not in METHOD.md: re-estimate BatchNorm statistics on this many training images after building
+    # (0 = off, as specified).  Noise-mixing a frozen MobileNetV2 otherwise gives every image the
+    # same features (docs/results/limited_data.md).
+    batchnorm_refit: int = 0
     truncate: int | None = None
     input_size: int | None = None
 

@@ -355,3 +355,54 @@ def test_in_order_mapping_checks_shapes_and_kinds():
         map_state_dict_in_order(source, {"x.bias": torch.ones(2), "x.weight": torch.ones(2)}, "t")
     with pytest.raises(ValueError, match="holds 2 tensors but the model 1"):
         map_state_dict_in_order(source, {"x.weight": torch.ones(2)}, "t")
+
+
+def test_batchnorm_refit_matches_the_data_and_is_recorded():
+    import torch
+
+    from seabed_hmc.models.encoders import build_encoder
+
+    encoder = build_encoder("resnet18", weights=None, freeze=True, input_size=32, seed=0)
+    images = torch.randn(24, 3, 32, 32) * 2 + 0.5
+    before = encoder.fingerprint
+    seen = encoder.refit_batchnorm(iter(images.split(8)), "test images")
+    assert seen == 24 and encoder.frozen and not encoder.model.training
+    assert encoder.description["batchnorm_refit"] == {"images": 24, "source": "test images"}
+    assert encoder.fingerprint != before  # cached features of the refitted encoder are kept apart
+    with torch.no_grad():  # the first BatchNorm now holds the statistics of its input over all images
+        stem = encoder.model.conv1(images)
+    norm = encoder.model.bn1
+    assert torch.allclose(norm.running_mean, stem.mean(dim=(0, 2, 3)), atol=1e-4)
+    # the variance is the average of the per-batch variances: close to, not equal to, the pooled one
+    assert torch.allclose(norm.running_var, stem.var(dim=(0, 2, 3)), rtol=1e-2)
+    assert norm.momentum == 0.1  # restored
+
+
+def test_batchnorm_refit_option_trains_and_changes_the_features(tmp_path):
+    from seabed_hmc.config import load_config
+    from seabed_hmc.demo import make_synthetic_seafloor
+    from seabed_hmc.engine.checkpoint import load_checkpoint
+    from seabed_hmc.engine.train import train
+
+    manifest = make_synthetic_seafloor(tmp_path / "data", images=30, size=32, seed=6)
+    base = [
+        f"data.manifest={manifest}",
+        f"data.hierarchy={manifest.parent / 'hierarchy.csv'}",
+        "data.workers=0",
+        "encoder.name=resnet18",
+        "encoder.input_size=32",
+        "encoder.freeze=true",
+        "loss.name=control",
+        "train.epochs=1",
+        "train.progress=false",
+        "train.bf16=false",
+        f"train.cache_dir={tmp_path / 'cache'}",
+    ]
+    train(load_config(None, [*base, f"out={tmp_path / 'plain'}"]))
+    train(load_config(None, [*base, "encoder.batchnorm_refit=12", f"out={tmp_path / 'refit'}"]))
+    plain = load_checkpoint(tmp_path / "plain" / "best.pt")
+    refit = load_checkpoint(tmp_path / "refit" / "best.pt")
+    assert "batchnorm_refit" not in plain["encoder"] and refit["encoder"]["batchnorm_refit"]["images"] == 12
+    key = "encoder.model.bn1.running_var"
+    assert not torch.equal(plain["model"][key], refit["model"][key])
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 6  # 3 splits x 2 encoders: nothing shared

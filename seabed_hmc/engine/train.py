@@ -13,6 +13,7 @@ streams images through the whole model.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import math
@@ -168,6 +169,22 @@ def build_inputs(config: RunConfig, model: HierarchicalClassifier, data: Prepare
             features, targets, mask = features[:, keep], targets[keep], mask[keep]
         inputs[split] = Inputs(targets, mask, features=features, rows=kept)
     return inputs
+
+
+def refit_batchnorm(model: HierarchicalClassifier, config: RunConfig, data: PreparedData, norm: dict) -> None:
+    """Re-estimate the encoder's BatchNorm statistics on the first ``encoder.batchnorm_refit`` training
+    images of a seeded shuffle, with the evaluation transform (the option's note in config.py)."""
+    rows = data.splits["train"]
+    order = np.random.default_rng(config.train.seed).permutation(len(rows))[: config.encoder.batchnorm_refit]
+    paths = data.table.frame["image"].iloc[rows[np.sort(order)]].tolist()
+    _, eval_transform = transforms(config, norm)
+    empty = torch.zeros(len(paths), 0)
+    loader = _loader(ImageDataset(paths, empty, empty, eval_transform), 64, config.data.workers, False, 0)
+    digest = hashlib.sha1("\n".join(paths).encode()).hexdigest()[:16]
+    seen = model.encoder.refit_batchnorm(
+        (batch["image"] for batch in loader if batch["index"].numel()), f"train images {digest}"
+    )
+    log.info("re-estimated BatchNorm statistics on %d training images", seen)
 
 
 def train_epoch(
@@ -374,6 +391,8 @@ def train(
         model.encoder.to(memory_format=torch.channels_last)
     train_rows = data.splits["train"]
     norm = normalisation(config, model, data.table.frame["image"].iloc[train_rows].tolist())
+    if config.encoder.batchnorm_refit:
+        refit_batchnorm(model, config, data, norm)
     if not world.main:
         world.barrier()  # rank 0 computes (and caches) the features first; the others then read them
     inputs = build_inputs(config, model, data, norm)

@@ -131,6 +131,32 @@ class Encoder(nn.Module):
             self.model.eval()
         return self
 
+    @torch.no_grad()
+    def refit_batchnorm(self, batches, source: str) -> int:
+        """Re-estimate every BatchNorm layer's running mean and variance from ``batches`` of images
+        (cumulative averages over all of them), then return to the previous mode; weights are not
+        touched.  For noise-mixed encoders, whose mixed statistics no longer match their mixed weights
+        (``scripts/encoder_feature_spread.py``).  Recorded in ``description`` (so cached features of
+        the refitted encoder are never taken for the plain one's).  Returns the images seen."""
+        norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        momenta = [m.momentum for m in norms]
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None  # cumulative moving average: every batch counts the same
+            norm.train()
+        seen = 0
+        for images in batches:
+            self.forward(images)
+            seen += len(images)
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
+        self.train(self.training)  # frozen: back to eval everywhere
+        if not self.frozen:
+            for norm in norms:
+                norm.train(self.training)
+        self.description["batchnorm_refit"] = {"images": seen, "source": source}
+        return seen
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images (batch, 3, H, W) → pooled features (batch, num_features)."""
         if self.stage_index is None:
