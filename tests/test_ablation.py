@@ -216,3 +216,13 @@ def test_the_quick_grid_runs_end_to_end_on_a_reduced_set(tmp_path, capsys):
     report = (tmp_path / "quick" / "report.md").read_text()
     assert "4 of 4 finished cells" in report and "## Summary" in report
     assert (tmp_path / "quick" / "data" / "manifest.csv").exists()  # the synthetic set, generated
+
+
+def test_the_cell_digest_ignores_settings_left_at_their_defaults():
+    from seabed_hmc.engine.ablation import _non_default
+
+    defaults = {"train": {"epochs": 20, "seed": 0}, "encoder": {"name": None, "batchnorm_refit": 0}}
+    values = {"train": {"epochs": 40, "seed": 0}, "encoder": {"name": "resnet18", "batchnorm_refit": 0}}
+    assert _non_default(values, defaults) == {"train": {"epochs": 40}, "encoder": {"name": "resnet18"}}
+    older = {"train": {"epochs": 40, "seed": 0}, "encoder": {"name": "resnet18"}}  # before the new key
+    assert _non_default(older, defaults) == _non_default(values, defaults)

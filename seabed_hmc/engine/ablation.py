@@ -167,12 +167,29 @@ class Cell:
         return (self.encoder, self.configuration, float(self.level), int(self.seed))
 
 
+def _non_default(values: dict, defaults: dict) -> dict:
+    """The entries of a nested settings dict that differ from the defaults."""
+    changed = {}
+    for key, value in values.items():
+        default = defaults.get(key)
+        if isinstance(value, dict) and isinstance(default, dict):
+            inner = _non_default(value, default)
+            if inner:
+                changed[key] = inner
+        elif key not in defaults or value != default:
+            changed[key] = value
+    return changed
+
+
 def _digest(config: RunConfig, subsets: SubsetConfig) -> str:
-    """A short hash of everything that decides a cell's result except its key (out and progress aside)."""
-    record = config_to_dict(config)
-    record.pop("out")
-    record["train"].pop("progress")
-    record["subsets"] = dataclasses.asdict(subsets)
+    """A short hash of everything that decides a cell's result except its key (out and progress aside).
+
+    Only settings that differ from their defaults enter it, so a new setting added to the package with
+    a default that keeps the old behaviour does not invalidate the cells already finished."""
+    record = _non_default(config_to_dict(config), config_to_dict(RunConfig()))
+    record.pop("out", None)
+    record.get("train", {}).pop("progress", None)
+    record["subsets"] = _non_default(dataclasses.asdict(subsets), dataclasses.asdict(SubsetConfig()))
     return hashlib.sha1(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
