@@ -651,3 +651,41 @@ def test_label_tiles_train_through_the_ordinary_train_command(tmp_path):
     assert code == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["skipped_images"] == 0 and 0 <= metrics["val"]["au_prc"] <= 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    height=st.integers(5, 60),
+    width=st.integers(5, 60),
+    size=st.integers(2, 20),
+    stride_share=st.floats(0.3, 1.0),
+    cell=st.integers(1, 9),
+    seed=st.integers(0, 1000),
+)
+def test_cells_of_a_tile_match_brute_force(tmp_path_factory, height, width, size, stride_share, cell, seed):
+    """Which output cells a tile feeds (their centres inside the tile) and which of them hold a valid
+    pixel of the tile, against a per-cell, per-pixel loop."""
+    from seabed_hmc.engine.tiles import OutputGrid, summarise_tile
+
+    info = raster_info(grid_raster(tmp_path_factory, height, width))
+    grid = tile_grid(info, size, max(1, int(size * stride_share)))
+    output = OutputGrid(grid, (cell, cell))
+    rng = np.random.default_rng(seed)
+    index = int(rng.integers(len(grid)))
+    row, col, h, w = (int(v) for v in grid.windows[index])
+    valid = np.zeros(grid.size, dtype=bool)
+    valid[:h, :w] = rng.random((h, w)) < 0.3
+    summary = summarise_tile(output, valid, index)
+    r0, r1, c0, c1 = summary["cell_span"].tolist()
+    flags = summary["cell_valid"].numpy()
+    for cr in range(output.height):
+        for cc in range(output.width):
+            centre_r, centre_c = (cr + 0.5) * cell, (cc + 0.5) * cell
+            inside = row <= centre_r < row + h and col <= centre_c < col + w
+            assert (r0 <= cr < r1 and c0 <= cc < c1) == inside
+            if inside:
+                pixels = valid[
+                    max(cr * cell - row, 0) : max(min((cr + 1) * cell, row + h) - row, 0),
+                    max(cc * cell - col, 0) : max(min((cc + 1) * cell, col + w) - col, 0),
+                ]
+                assert flags[cr - r0, cc - c0] == pixels.any()
