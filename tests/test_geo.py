@@ -689,3 +689,52 @@ def test_cells_of_a_tile_match_brute_force(tmp_path_factory, height, width, size
                     max(cc * cell - col, 0) : max(min((cc + 1) * cell, col + w) - col, 0),
                 ]
                 assert flags[cr - r0, cc - c0] == pixels.any()
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    size=st.integers(3, 12), stride_share=st.floats(0.3, 1.0), cell=st.integers(1, 4), seed=st.integers(0, 99)
+)
+def test_overlapping_tiles_are_averaged_per_cell(tmp_path_factory, size, stride_share, cell, seed):
+    """The accumulated map is, per cell, the mean of the probabilities of the tiles whose window holds
+    the cell's centre and a valid pixel of the cell (brute force over all tiles)."""
+    from seabed_hmc.engine.tiles import Accumulator, OutputGrid, summarise_tile
+
+    info = raster_info(grid_raster(tmp_path_factory, 23, 17))
+    grid = tile_grid(info, size, max(1, int(size * stride_share)))
+    output = OutputGrid(grid, (cell, cell))
+    rng = np.random.default_rng(seed)
+    valid_raster = rng.random((23, 17)) < 0.8
+    probabilities = rng.random((len(grid), 2)).astype(np.float32)
+    accumulator = Accumulator(2, output.height, output.width)
+    for index, (row, col, h, w) in enumerate(grid.windows):
+        valid = np.zeros(grid.size, dtype=bool)
+        valid[:h, :w] = valid_raster[row : row + h, col : col + w]
+        summary = summarise_tile(output, valid, index)
+        accumulator.add(
+            summary["cell_span"].numpy(),
+            summary["cell_valid"].numpy(),
+            probabilities[index],
+            probabilities[index],
+        )
+    for cr in range(output.height):
+        for cc in range(output.width):
+            centre_r, centre_c = (cr + 0.5) * cell, (cc + 0.5) * cell
+            block = valid_raster[cr * cell : (cr + 1) * cell, cc * cell : (cc + 1) * cell]
+            feeding = [
+                i
+                for i, (row, col, h, w) in enumerate(grid.windows)
+                if row <= centre_r < row + h
+                and col <= centre_c < col + w
+                and valid_raster[
+                    max(cr * cell, row) : min((cr + 1) * cell, row + h),
+                    max(cc * cell, col) : min((cc + 1) * cell, col + w),
+                ].any()
+            ]
+            assert accumulator.weight[cr, cc] == len(feeding)
+            assert accumulator.valid[cr, cc] == bool(feeding)
+            if feeding:
+                mean = probabilities[feeding].mean(axis=0)
+                assert np.allclose(accumulator.probability[:, cr, cc] / len(feeding), mean, atol=1e-5)
+            elif not block.any():
+                assert accumulator.probability[:, cr, cc].sum() == 0

@@ -87,21 +87,23 @@ class OutputGrid:
         return max(first, 0), min(stop, limit)
 
     def valid_cells(self, valid: np.ndarray, row: int, col: int, rows: tuple, cols: tuple) -> np.ndarray:
-        """Per covered cell, whether any valid input pixel of the tile falls inside the cell."""
-        edges = []
+        """Per covered cell, whether any valid input pixel of the tile falls inside the cell (the part
+        of the cell inside the tile), counted with an integral image of the tile's mask."""
+        spans = []
         for (first, stop), start, axis, extent in (
             (rows, row, 0, valid.shape[0]),
             (cols, col, 1, valid.shape[1]),
         ):
             size, origin = self.cell[axis], (self.row0, self.col0)[axis]
-            starts = np.arange(first, stop) * size + origin - start
-            edges.append(np.clip(starts, 0, extent))
-        counts = np.add.reduceat(np.add.reduceat(valid.astype(np.int32), edges[0], axis=0), edges[1], axis=1)
-        # reduceat gives the sum from each edge to the next (the last to the end); empty spans repeat
-        # the edge's own row, so zero-length spans are masked out explicitly.
-        lengths_r = np.diff(np.append(edges[0], valid.shape[0]))
-        lengths_c = np.diff(np.append(edges[1], valid.shape[1]))
-        return (counts > 0) & (lengths_r[:, None] > 0) & (lengths_c[None, :] > 0)
+            cells = np.arange(first, stop)
+            lower = np.clip(cells * size + origin - start, 0, extent)
+            upper = np.clip((cells + 1) * size + origin - start, 0, extent)
+            spans.append((lower, upper))
+        integral = np.zeros((valid.shape[0] + 1, valid.shape[1] + 1), dtype=np.int64)
+        integral[1:, 1:] = valid.astype(np.int64).cumsum(axis=0).cumsum(axis=1)
+        (r0, r1), (c0, c1) = spans
+        counts = integral[r1][:, c1] - integral[r0][:, c1] - integral[r1][:, c0] + integral[r0][:, c0]
+        return counts > 0
 
 
 def summarise_tile(output: OutputGrid, valid: np.ndarray, index: int) -> dict:
