@@ -113,21 +113,27 @@ def draw_biota(rng: np.random.Generator, image: np.ndarray, leaf: str) -> np.nda
     return np.asarray(canvas, np.float32)
 
 
+def draw_habitat(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[str]]:
+    """One patch: a substrate drawn by frequency, then each biota overlaid with its chance."""
+    substrates, weights = list(SUBSTRATES), np.array(list(SUBSTRATES.values()))
+    leaf = substrates[rng.choice(len(substrates), p=weights / weights.sum())]
+    image = draw_substrate(rng, leaf, size)
+    labels = [leaf]
+    for biota, chance in BIOTA.items():
+        if rng.random() < chance:
+            image = draw_biota(rng, image, biota)
+            labels.append(biota)
+    return image, labels
+
+
 def make_synthetic_seafloor(folder: str | Path, images: int = 600, size: int = 64, seed: int = 0) -> Path:
     """Write PNG images, ``manifest.csv`` (60/20/20 split) and ``hierarchy.csv``; returns the manifest."""
     folder = Path(folder)
     (folder / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    substrates, weights = list(SUBSTRATES), np.array(list(SUBSTRATES.values()))
     rows = []
     for index in range(images):
-        leaf = substrates[rng.choice(len(substrates), p=weights / weights.sum())]
-        image = draw_substrate(rng, leaf, size)
-        labels = [leaf]
-        for biota, chance in BIOTA.items():
-            if rng.random() < chance:
-                image = draw_biota(rng, image, biota)
-                labels.append(biota)
+        image, labels = draw_habitat(rng, size)
         name = f"images/seafloor_{index:04d}.png"
         Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(folder / name)
         split = "train" if index % 5 < 3 else ("val" if index % 5 == 3 else "test")
@@ -152,18 +158,11 @@ def make_synthetic_mosaic(folder: str | Path, patches: int = 10, size: int = 64,
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    substrates, weights = list(SUBSTRATES), np.array(list(SUBSTRATES.values()))
     mosaic = np.zeros((patches * size, patches * size, 3), dtype=np.uint8)
     truth = []
     for row in range(patches):
         for col in range(1, patches):  # column 0 stays nodata: a survey edge
-            leaf = substrates[rng.choice(len(substrates), p=weights / weights.sum())]
-            image = draw_substrate(rng, leaf, size)
-            labels = [leaf]
-            for biota, chance in BIOTA.items():
-                if rng.random() < chance:
-                    image = draw_biota(rng, image, biota)
-                    labels.append(biota)
+            image, labels = draw_habitat(rng, size)
             block = np.clip(image, 1, 255).astype(np.uint8)  # 0 is reserved for nodata
             mosaic[row * size : (row + 1) * size, col * size : (col + 1) * size] = block
             truth.append({"patch_row": row, "patch_col": col, "row": row * size, "col": col * size,

@@ -66,6 +66,25 @@ def _positives(targets, mask, hierarchy: Hierarchy) -> np.ndarray:
     return positive & np.asarray(hierarchy.evaluated, bool)[None, :]
 
 
+def _draw_order(targets, mask, hierarchy: Hierarchy, seed: int):
+    """(positives, the seeded order of the rows, each row's position in it)."""
+    positive = _positives(targets, mask, hierarchy)
+    rows = len(positive)
+    if rows == 0:
+        raise ValueError("the training split is empty: no subsets to draw")
+    order = np.random.default_rng(seed).permutation(rows)
+    rank = np.empty(rows, dtype=np.int64)
+    rank[order] = np.arange(rows)
+    return positive, order, rank
+
+
+def _rarest_first(positive: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+    """The nodes with training positives, fewest positives first."""
+    totals = positive.sum(axis=0)
+    nodes = nodes[totals[nodes] > 0]
+    return nodes[np.argsort(totals[nodes], kind="stable")]
+
+
 def _cover(
     chosen: np.ndarray, positive: np.ndarray, rank: np.ndarray, nodes: np.ndarray, minimum: int
 ) -> None:
@@ -115,20 +134,12 @@ def fraction_subsets(
         raise ValueError(f"fractions must lie in (0, 1], got {fractions}")
     if min_positives < 0:
         raise ValueError(f"min_positives must be >= 0, got {min_positives}")
-    positive = _positives(targets, mask, hierarchy)
-    rows = len(positive)
-    if rows == 0:
-        raise ValueError("the training split is empty: no subsets to draw")
-    order = np.random.default_rng(seed).permutation(rows)
-    rank = np.empty(rows, dtype=np.int64)
-    rank[order] = np.arange(rows)
-    totals = positive.sum(axis=0)
-    nodes = np.flatnonzero(totals > 0)
-    nodes = nodes[np.argsort(totals[nodes], kind="stable")]  # rarest first
-    chosen = np.zeros(rows, dtype=bool)
+    positive, order, rank = _draw_order(targets, mask, hierarchy, seed)
+    nodes = _rarest_first(positive, np.arange(positive.shape[1]))
+    chosen = np.zeros(len(positive), dtype=bool)
     result = Subsets({}, {}, {}, "fraction")
     for fraction in fractions:
-        size = max(1, round(fraction * rows))
+        size = max(1, round(fraction * len(positive)))
         _cover(chosen, positive, rank, nodes, min_positives)
         _fill(chosen, order, size)
         result.indices[fraction] = np.flatnonzero(chosen)
@@ -146,20 +157,12 @@ def per_leaf_subsets(targets, mask, hierarchy: Hierarchy, counts: Sequence[int],
     counts = sorted(int(k) for k in counts)
     if not counts or counts[0] < 1:
         raise ValueError(f"per-leaf counts must be positive integers, got {counts}")
-    positive = _positives(targets, mask, hierarchy)
-    rows = len(positive)
-    if rows == 0:
-        raise ValueError("the training split is empty: no subsets to draw")
-    order = np.random.default_rng(seed).permutation(rows)
-    rank = np.empty(rows, dtype=np.int64)
-    rank[order] = np.arange(rows)
+    positive, _, rank = _draw_order(targets, mask, hierarchy, seed)
     leaves = np.array(
         [n for n in range(len(hierarchy)) if hierarchy.evaluated[n] and not hierarchy.children[n]], dtype=int
     )
-    totals = positive.sum(axis=0)
-    leaves = leaves[totals[leaves] > 0]
-    leaves = leaves[np.argsort(totals[leaves], kind="stable")]
-    chosen = np.zeros(rows, dtype=bool)
+    leaves = _rarest_first(positive, leaves)
+    chosen = np.zeros(len(positive), dtype=bool)
     result = Subsets({}, {}, {}, "per_leaf")
     for k in counts:
         _cover(chosen, positive, rank, leaves, k)

@@ -55,6 +55,7 @@ from seabed_hmc.engine import distributed
 from seabed_hmc.engine._memory import trim_freed_memory
 from seabed_hmc.engine.setup import load_model
 from seabed_hmc.models.heads import ensemble_probabilities
+from seabed_hmc.reporting import write_text_atomic
 
 log = logging.getLogger("seabed_hmc")
 PARTIAL = ".partial"
@@ -538,7 +539,7 @@ def _combine_and_write(
         "seconds": round(seconds, 2),
         "ranks": world,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 
@@ -577,6 +578,4 @@ def _write_geojson(path: Path, tiles: pd.DataFrame) -> None:
                 "properties": {k: (v.item() if hasattr(v, "item") else v) for k, v in properties.items()},
             }
         )
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
-    os.replace(temporary, path)
+    write_text_atomic(path, json.dumps({"type": "FeatureCollection", "features": features}))
