@@ -3,8 +3,12 @@
 Two things happen here, once, before anything imports torchvision or timm:
 
 * Environment defaults: ``HF_HUB_OFFLINE=1`` (timm never waits ~46 s on the network for weights;
-  weights come only from explicit local files) and ``NO_ALBUMENTATIONS_UPDATE=1`` (no update check
-  on import).  Values a user has already set are left alone.
+  weights come only from explicit local files), ``NO_ALBUMENTATIONS_UPDATE=1`` (no update check
+  on import) and ``THP_MEM_ALLOC_ENABLE=1`` (torch backs CPU tensors of 2 MB and more with
+  transparent huge pages: the 20-head ensemble's 130 MB weight gradients otherwise cost ~135,000
+  page faults per step, a third of the step; scripts/bench_heads.py).  Values a user has already set
+  are left alone.  torch reads ``THP_MEM_ALLOC_ENABLE`` at its first allocation, so the defaults are
+  set when this module is imported, before it imports torch.
 * The torchvision operator fix.  The PyPI wheel of torchvision 0.28.0 is a CUDA build whose compiled
   extension cannot load against the CPU build of torch, and ``import torchvision`` then dies with
   ``operator torchvision::nms does not exist`` when it registers fake kernels for those operators.
@@ -20,17 +24,20 @@ import importlib.util
 import os
 import sys
 
-import torch
-
-ENVIRONMENT_DEFAULTS = {"HF_HUB_OFFLINE": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
-
-_OPERATOR_LIBRARY: torch.library.Library | None = None
+ENVIRONMENT_DEFAULTS = {"HF_HUB_OFFLINE": "1", "NO_ALBUMENTATIONS_UPDATE": "1", "THP_MEM_ALLOC_ENABLE": "1"}
 
 
 def set_environment_defaults() -> None:
     """Set the offline/no-update defaults unless the user chose otherwise."""
     for key, value in ENVIRONMENT_DEFAULTS.items():
         os.environ.setdefault(key, value)
+
+
+set_environment_defaults()  # before torch is imported (THP_MEM_ALLOC_ENABLE is read once)
+
+import torch  # noqa: E402
+
+_OPERATOR_LIBRARY: torch.library.Library | None = None
 
 
 def _torchvision_extension_loads() -> bool:
