@@ -258,7 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     tiles.add_argument("--max-invalid", type=float, default=0.5, help="skip tiles with more invalid")
     tiles.add_argument("--threshold", type=float, default=0.5)
     tiles.add_argument("--batch-size", type=int, default=32)
-    tiles.add_argument("--workers", type=int, help="tile-reading processes (default: one per 4 cores)")
+    tiles.add_argument(
+        "--workers",
+        type=int,
+        help="tile-reading processes (default: none on up to 4 cores, else one per 4 cores, at most 4)",
+    )
     tiles.add_argument("--no-progress", action="store_true")
     tiles.set_defaults(run=_predict_tiles)
 

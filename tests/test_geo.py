@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rasterio.transform import Affine, from_origin
@@ -661,8 +662,11 @@ def test_label_tiles_train_through_the_ordinary_train_command(tmp_path):
     stride_share=st.floats(0.3, 1.0),
     cell=st.integers(1, 9),
     seed=st.integers(0, 1000),
+    density=st.sampled_from([0.3, 1.0]),  # 1.0: a fully valid tile (the fast path)
 )
-def test_cells_of_a_tile_match_brute_force(tmp_path_factory, height, width, size, stride_share, cell, seed):
+def test_cells_of_a_tile_match_brute_force(
+    tmp_path_factory, height, width, size, stride_share, cell, seed, density
+):
     """Which output cells a tile feeds (their centres inside the tile) and which of them hold a valid
     pixel of the tile, against a per-cell, per-pixel loop."""
     from seabed_hmc.engine.tiles import OutputGrid, summarise_tile
@@ -674,7 +678,7 @@ def test_cells_of_a_tile_match_brute_force(tmp_path_factory, height, width, size
     index = int(rng.integers(len(grid)))
     row, col, h, w = (int(v) for v in grid.windows[index])
     valid = np.zeros(grid.size, dtype=bool)
-    valid[:h, :w] = rng.random((h, w)) < 0.3
+    valid[:h, :w] = rng.random((h, w)) < density
     summary = summarise_tile(output, valid, index)
     r0, r1, c0, c1 = summary["cell_span"].tolist()
     flags = summary["cell_valid"].numpy()
@@ -738,3 +742,54 @@ def test_overlapping_tiles_are_averaged_per_cell(tmp_path_factory, size, stride_
                 assert np.allclose(accumulator.probability[:, cr, cc] / len(feeding), mean, atol=1e-5)
             elif not block.any():
                 assert accumulator.probability[:, cr, cc].sum() == 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    kind=st.sampled_from(["nodata", "alpha", "nan", "uint16", "plain"]),
+    height=st.integers(3, 40),
+    width=st.integers(3, 40),
+    size=st.integers(2, 16),
+    stride_share=st.floats(0.3, 1.0),
+    seed=st.integers(0, 1000),
+)
+def test_batched_reads_equal_tile_by_tile_reads(
+    tmp_path_factory, kind, height, width, size, stride_share, seed
+):
+    """A batch read as row strips (TileDataset.__getitems__) gives exactly the items of one read per
+    tile: pixels, masks, cell summaries, with nodata, alpha, NaN, 16-bit and edge or overlapping tiles."""
+    from seabed_hmc.data.geo import TileDataset
+    from seabed_hmc.engine.tiles import OutputGrid, summarise_tile
+
+    rng = np.random.default_rng(seed)
+    folder = tmp_path_factory.mktemp("batched")
+    data = textured(height, width, seed)
+    holes = rng.random((height, width)) < 0.2
+    extra = {}
+    if kind == "nodata":
+        data[:, holes] = 0
+        extra["nodata"] = 0
+    elif kind == "alpha":
+        extra["alpha"] = np.where(holes, 0, 255).astype(np.uint8)
+    elif kind == "nan":
+        data = data.astype(np.float32)
+        data[:, holes] = np.nan
+    elif kind == "uint16":
+        data = data[:1].astype(np.uint16) * 200
+    info = raster_info(write_raster(folder / f"{kind}.tif", data, **extra))
+    grid = tile_grid(info, size, max(1, int(size * stride_share)))
+    output = OutputGrid(grid, grid.stride)
+    order = rng.permutation(len(grid))
+    dataset = TileDataset(
+        grid, resolve_bands(info, BandSettings()), None, order, lambda v, i: summarise_tile(output, v, i)
+    )
+    with dataset:
+        for start in range(0, len(order), 7):
+            items = list(range(start, min(start + 7, len(order))))
+            batched = dataset.__getitems__(items)
+            for item, got in zip(items, batched, strict=True):
+                want = dataset[item]
+                assert got.keys() == want.keys() and got["index"] == want["index"]
+                for key in ("image", "cell_valid", "cell_span"):
+                    assert torch.equal(got[key], want[key]), (kind, key, got["index"])
+                assert got["valid_fraction"] == want["valid_fraction"]

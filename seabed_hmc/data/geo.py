@@ -321,17 +321,30 @@ def read_window(
     full = Window(0, 0, source.width, source.height)
     inside = window.intersection(full) if rasterio.windows.intersect(window, full) else None
     shape = (int(window.height), int(window.width))
-    raw = np.zeros((len(bands), *shape), dtype=source.dtypes[bands[0] - 1])
-    valid = np.zeros(shape, dtype=bool)
+    size = shape if out_size is None else (int(out_size[0]), int(out_size[1]))
+    if shape[0] > size[0] or shape[1] > size[1]:
+        raise ValueError(f"window {shape} is larger than the output size {size}")
+    dtype = source.dtypes[bands[0] - 1]
+    # 8-bit RGB used as it is (the common case): GDAL reads straight into the (H, W, 3) result
+    direct = dtype == "uint8" and len(bands) == 3 and all(tuple(s) == (0.0, 255.0) for s in settings.scale)
+    if direct:
+        image = np.zeros((*size, 3), dtype=np.uint8)
+        raw = image.transpose(2, 0, 1)  # a band-first view of it
+    else:
+        raw = np.zeros((len(bands), *size), dtype=dtype)
+    valid = np.zeros(size, dtype=bool)
     if inside is not None:
         r = int(inside.row_off - window.row_off)
         c = int(inside.col_off - window.col_off)
         h, w = int(inside.height), int(inside.width)
-        pixels = source.read(bands, window=inside)
-        raw[:, r : r + h, c : c + w] = pixels
+        pixels = source.read(bands, window=inside, out=raw[:, r : r + h, c : c + w])
         valid[r : r + h, c : c + w] = _valid(source, inside, pixels)
     if settings.nodata is not None:
         valid &= ~np.all(raw == settings.nodata, axis=0)
+    if direct:
+        if not valid.all():
+            image[~valid] = 0
+        return image, valid
     if raw.dtype == np.uint8 and all(tuple(s) == (0.0, 255.0) for s in settings.scale):
         scaled = raw  # 8-bit data used as they are: no float round trip
     else:
@@ -344,14 +357,7 @@ def read_window(
             scaled[index] = band.astype(np.uint8)
     scaled[:, ~valid] = 0
     image = np.repeat(scaled, 3, axis=0) if len(bands) == 1 else scaled
-    image = np.ascontiguousarray(image.transpose(1, 2, 0))
-    if out_size is not None and image.shape[:2] != tuple(out_size):
-        padded = np.zeros((*out_size, 3), dtype=np.uint8)
-        padded_valid = np.zeros(out_size, dtype=bool)
-        padded[: image.shape[0], : image.shape[1]] = image
-        padded_valid[: valid.shape[0], : valid.shape[1]] = valid
-        image, valid = padded, padded_valid
-    return image, valid
+    return np.ascontiguousarray(image.transpose(1, 2, 0)), valid
 
 
 def _valid(source, window: Window, pixels: np.ndarray) -> np.ndarray:
@@ -359,7 +365,10 @@ def _valid(source, window: Window, pixels: np.ndarray) -> np.ndarray:
     read (valid where any of them differs from it), from the alpha band, or the dataset mask."""
     flags = source.mask_flag_enums
     if all(MaskFlags.nodata in f for f in flags) and source.nodata is not None:
-        return np.any(pixels != source.nodata, axis=0)
+        valid = pixels[0] != source.nodata  # band by band: pixels may be a strided view
+        for band in pixels[1:]:
+            valid |= band != source.nodata
+        return valid
     if all(f == [MaskFlags.all_valid] for f in flags):
         return np.ones(pixels.shape[1:], dtype=bool)
     alpha = [i + 1 for i, c in enumerate(source.colorinterp) if c == ColorInterp.alpha]
@@ -404,6 +413,20 @@ class TileDataset(Dataset):
             self._pid = os.getpid()
         return self._source
 
+    def close(self) -> None:
+        """Close this process's raster handle and GDAL settings (reads in the main process open them
+        there); the dataset reopens on the next read."""
+        if self._source is not None:
+            self._source.close()
+            self._env.__exit__(None, None, None)
+        self._source = self._env = self._pid = None
+
+    def __enter__(self) -> TileDataset:
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_source"] = state["_env"] = None
@@ -412,6 +435,45 @@ class TileDataset(Dataset):
     def __getitem__(self, item: int) -> dict:
         index = int(self.indices[item])
         image, valid = read_window(self._open(), self.grid.window(index), self.settings, self.grid.size)
+        return self._item(index, image, valid)
+
+    def __getitems__(self, items: list[int]) -> list[dict]:
+        """A batch (the DataLoader's batched fetch): tiles of one grid row that touch or overlap are
+        read as ONE window and cut apart, which is what makes reading cheap next to the model (one
+        GDAL call and one mask per run of tiles instead of one per tile; scripts/bench_tiles.py).
+        Every pixel, mask and item is the same as :meth:`__getitem__` gives (tests/test_geo.py)."""
+        indices = [int(self.indices[item]) for item in items]
+        windows = self.grid.windows
+        runs: dict[tuple[int, int], list[int]] = {}
+        for index in indices:
+            row, _, height, _ = (int(v) for v in windows[index])
+            runs.setdefault((row, height), []).append(index)
+        pieces: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        source, (size_h, size_w) = self._open(), self.grid.size
+        for (row, height), members in runs.items():
+            members.sort(key=lambda i: int(windows[i][1]))
+            group = [members[0]]
+            for index in [*members[1:], None]:
+                last = windows[group[-1]]
+                if index is not None and int(windows[index][1]) <= int(last[1] + last[3]):
+                    group.append(index)  # touches or overlaps the run so far
+                    continue
+                col0 = int(windows[group[0]][1])
+                col1 = max(int(windows[i][1] + windows[i][3]) for i in group)
+                strip = Window(col0, row, col1 - col0, height)
+                image, valid = read_window(source, strip, self.settings, (size_h, col1 - col0))
+                for member in group:
+                    col, width = int(windows[member][1]) - col0, int(windows[member][3])
+                    tile, mask = np.zeros((size_h, size_w, 3), np.uint8), np.zeros((size_h, size_w), bool)
+                    tile[:, :width], mask[:, :width] = (
+                        image[:, col : col + width],
+                        valid[:, col : col + width],
+                    )
+                    pieces[member] = tile, mask
+                group = [index]
+        return [self._item(index, *pieces[index]) for index in indices]
+
+    def _item(self, index: int, image: np.ndarray, valid: np.ndarray) -> dict:
         tensor = self.transform(image=image)["image"] if self.transform is not None else image
         if isinstance(tensor, np.ndarray):  # no ToTensorV2: the (H, W, C) uint8 tile as it is
             tensor = torch.from_numpy(np.ascontiguousarray(tensor))

@@ -1,7 +1,8 @@
 """``predict-tiles``: batch inference over a survey mosaic, written back as georeferenced maps.
 
-Tiles stream from DataLoader workers through the model; each tile's coherent ensemble probabilities are
-added to the output cells whose centres it covers (overlapping tiles are averaged).  The output grid has
+Tiles are read (in DataLoader workers on machines of more than 4 cores) and stream through the model;
+each tile's coherent ensemble probabilities are added to the output cells whose centres it covers
+(overlapping tiles are averaged).  The output grid has
 the input's CRS and origin and a cell of ``cell`` input pixels (default: the stride), i.e. the input
 transform scaled by the cell size.  Outputs, each written to a temporary name and renamed into place:
 
@@ -100,9 +101,11 @@ class OutputGrid:
             lower = np.clip(cells * size + origin - start, 0, extent)
             upper = np.clip((cells + 1) * size + origin - start, 0, extent)
             spans.append((lower, upper))
+        (r0, r1), (c0, c1) = spans
+        if valid.all():  # the common case: a cell holds a valid pixel where it overlaps the tile
+            return ((r1 - r0) > 0)[:, None] & ((c1 - c0) > 0)[None, :]
         integral = np.zeros((valid.shape[0] + 1, valid.shape[1] + 1), dtype=np.int64)
         integral[1:, 1:] = valid.astype(np.int64).cumsum(axis=0).cumsum(axis=1)
-        (r0, r1), (c0, c1) = spans
         counts = integral[r1][:, c1] - integral[r0][:, c1] - integral[r1][:, c0] + integral[r0][:, c0]
         return counts > 0
 
@@ -120,7 +123,14 @@ def summarise_tile(output: OutputGrid, valid: np.ndarray, index: int) -> dict:
 
 
 def default_workers() -> int:
-    return max(1, min(4, (os.cpu_count() or 1) // 4))
+    """Tile-reading processes: none on machines of up to 4 cores, else one per four cores (at most 4).
+
+    A reader process wakes on some core the model's threads are using and preempts one of them
+    mid-operator, stalling all of them at the next barrier; on 2 cores that cost the model 20-40% of
+    its speed, while reading a 224 px tile in the main process, between batches, takes ~0.4 ms, ~10%
+    of the model's time per tile (scripts/bench_tiles.py, scripts/profile_tiles.py)."""
+    cores = os.cpu_count() or 1
+    return 0 if cores <= 4 else min(4, cores // 4)
 
 
 def _quiet_worker(_: int) -> None:
@@ -320,9 +330,8 @@ def predict_tiles(
         roi: (west, south, east, north) in the raster's CRS.
         bands, scale, nodata: see :class:`~seabed_hmc.data.geo.BandSettings`.
         max_invalid: tiles with a larger share of invalid pixels are skipped (and counted).
-        workers: DataLoader processes reading tiles; default one per four cores (at least one, at
-            most four): a worker reads and resizes a tile in about a millisecond, and every core it
-            takes is one the model does not get (scripts/bench_tiles.py).
+        workers: DataLoader processes reading tiles; default :func:`default_workers` (none on up to
+            4 cores: tiles are read in the main process between batches).
         stop_after: end after this many batches (tests and time-boxed runs; resume later).
     """
     if workers is None:
@@ -376,7 +385,7 @@ def predict_tiles(
     model.eval()
     batches = 0
     finished = True
-    with torch.inference_mode():
+    with dataset, torch.inference_mode():
         for batch in tqdm(loader, desc="tiles", disable=not progress or rank != 0, unit="batch"):
             fractions = batch["valid_fraction"].numpy()
             use = fractions >= 1 - max_invalid
