@@ -27,10 +27,15 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+DEVICE_HELP = "auto (a GPU if torch sees one), cpu, cuda or cuda:N"
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from seabed_hmc.engine.inference import evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(args.checkpoint, args.manifest, args.out, args.batch_size, args.workers)
+    metrics = evaluate_checkpoint(
+        args.checkpoint, args.manifest, args.out, args.batch_size, args.workers, device=args.device
+    )
     print(json.dumps(metrics, indent=2))
     return 0
 
@@ -39,7 +44,13 @@ def _predict(args: argparse.Namespace) -> int:
     from seabed_hmc.engine.inference import predict_images
 
     counts = predict_images(
-        args.checkpoint, args.images, args.out, args.batch_size, args.workers, args.threshold
+        args.checkpoint,
+        args.images,
+        args.out,
+        args.batch_size,
+        args.workers,
+        args.threshold,
+        device=args.device,
     )
     print(
         f"wrote {args.out}: {counts['predicted']} images predicted, "
@@ -109,6 +120,7 @@ def _predict_tiles(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         workers=args.workers,
         progress=not args.no_progress,
+        device=args.device,
     )
     if summary:
         print(json.dumps(summary, indent=2))
@@ -228,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", help="folder for metrics.json and nodes.csv")
     evaluate.add_argument("--batch-size", type=int, default=32)
     evaluate.add_argument("--workers", type=int, default=2)
+    evaluate.add_argument("--device", default="auto", help=DEVICE_HELP)
     evaluate.set_defaults(run=_evaluate)
 
     predict = commands.add_parser("predict", help="per-image predictions to a CSV")
@@ -237,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=32)
     predict.add_argument("--workers", type=int, default=2)
     predict.add_argument("--threshold", type=float, default=0.5)
+    predict.add_argument("--device", default="auto", help=DEVICE_HELP)
     predict.set_defaults(run=_predict)
 
     tiles = commands.add_parser(
@@ -263,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="tile-reading processes (default: none on up to 4 cores, else one per 4 cores, at most 4)",
     )
+    tiles.add_argument("--device", default="auto", help=DEVICE_HELP)
     tiles.add_argument("--no-progress", action="store_true")
     tiles.set_defaults(run=_predict_tiles)
 

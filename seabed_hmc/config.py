@@ -90,6 +90,7 @@ class TrainConfig:
     scheduler: str = "cosine"  # cosine | none
     seed: int = 0
     deterministic: bool = False
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (engine/device.py; auto: a GPU if torch sees one)
     channels_last: bool = True
     bf16: bool | str = (
         "auto"  # auto | true | false: bf16 autocast of the encoder (true only if the CPU has it)

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm  # not tqdm.auto: it iterates a DataLoader twice (two worker sets)
 
 from seabed_hmc.data.images import ImageDataset, collate_skip_bad
+from seabed_hmc.engine.device import device_of, to_device
 from seabed_hmc.models.classifier import HierarchicalClassifier
 
 
@@ -64,16 +65,23 @@ def extract_features(
     Images that fail to load at this point are reported by ``ok == False`` (their rows are zeros).
     """
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_skip_bad)
+    device = device_of(model)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=collate_skip_bad,
+        pin_memory=device.type == "cuda",
+    )
     features = torch.zeros(len(dataset), model.head.in_features)
     ok = torch.zeros(len(dataset), dtype=torch.bool)
     for batch in tqdm(loader, desc=description, disable=not progress, leave=False):
         if batch["index"].numel() == 0:
             continue
-        images = batch["image"]
+        images = to_device(batch["image"], device)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        features[batch["index"]] = model.features(images)
+        features[batch["index"]] = model.features(images).cpu()
         ok[batch["index"]] = True
     return features, ok
 

@@ -21,6 +21,7 @@ from tqdm import tqdm  # not tqdm.auto: it iterates a DataLoader twice (two work
 from seabed_hmc.data.images import ImageDataset, collate_skip_bad
 from seabed_hmc.data.manifest import read_manifest
 from seabed_hmc.data.transforms import build_transform
+from seabed_hmc.engine.device import resolve_device, to_device
 from seabed_hmc.engine.setup import load_model
 from seabed_hmc.engine.train import node_report
 from seabed_hmc.metrics import evaluate_predictions
@@ -46,9 +47,13 @@ def evaluate_checkpoint(
     out: str | Path | None = None,
     batch_size: int = 32,
     workers: int = 2,
+    device: str = "auto",
 ) -> dict:
-    """Metrics of a checkpoint on a labelled manifest; writes metrics.json and nodes.csv into ``out``."""
+    """Metrics of a checkpoint on a labelled manifest; writes metrics.json and nodes.csv into ``out``.
+    ``device``: see :mod:`seabed_hmc.engine.device`."""
+    device = resolve_device(device)
     model, hierarchy, state = load_model(checkpoint)
+    model.to(device)
     data = state["config"]["data"]  # the training run's column names apply to manifests like its own
     table = read_manifest(manifest, hierarchy=hierarchy, columns=data.get("columns") or None)
     dataset = ImageDataset(table.frame["image"].tolist(), table.targets, table.mask, _eval_transform(state))
@@ -59,7 +64,8 @@ def evaluate_checkpoint(
             for i, r in zip(batch.get("bad", []), batch.get("bad_reasons", []), strict=True)
         ]
         if batch["index"].numel():
-            means.append(ensemble_probabilities(model(batch["image"]), hierarchy)[0])
+            images = to_device(batch["image"], device)
+            means.append(ensemble_probabilities(model(images), hierarchy)[0].cpu())
             rows.append(batch["index"].numpy())
     if not means:
         raise ValueError(f"no image of {manifest} could be read ({len(bad)} failed)")
@@ -144,12 +150,16 @@ def predict_images(
     workers: int = 2,
     threshold: float = 0.5,
     chunk_rows: int = 4096,
+    device: str = "auto",
 ) -> dict:
     """Write per-image predictions (coherent paths, per-node probabilities and spread) to a CSV.
 
     Streams: the images are read ``chunk_rows`` at a time and rows are written as they are predicted,
-    so memory stays bounded whatever the number of images (``scripts/bench_predict_stream.py``)."""
+    so memory stays bounded whatever the number of images (``scripts/bench_predict_stream.py``).
+    ``device``: see :mod:`seabed_hmc.engine.device`."""
+    device = resolve_device(device)
     model, hierarchy, state = load_model(checkpoint)
+    model.to(device)
     columns = state["config"]["data"].get("columns") or None
     transform = _eval_transform(state)
     meta_columns = manifest_columns(source, columns)
@@ -181,7 +191,8 @@ def predict_images(
                     ]
                     counts["failed"] += 1
                 if batch["index"].numel():
-                    mean, spread = ensemble_probabilities(model(batch["image"]), hierarchy)
+                    images = to_device(batch["image"], device)
+                    mean, spread = (t.cpu() for t in ensemble_probabilities(model(images), hierarchy))
                     decoded = hierarchy.decode((mean >= threshold).numpy())
                     for row, index in enumerate(batch["index"].tolist()):
                         lines[index] = (

@@ -54,6 +54,7 @@ from seabed_hmc.data.geo import (
 )
 from seabed_hmc.engine import distributed
 from seabed_hmc.engine._memory import trim_freed_memory
+from seabed_hmc.engine.device import resolve_device, to_device
 from seabed_hmc.engine.setup import load_model
 from seabed_hmc.models.heads import ensemble_probabilities
 from seabed_hmc.reporting import write_text_atomic
@@ -320,6 +321,7 @@ def predict_tiles(
     save_every: int = 20,
     progress: bool = True,
     stop_after: int | None = None,
+    device: str = "auto",
 ) -> dict:
     """Predict over one raster, several (mosaicked through a VRT) or a VRT; returns the summary.
 
@@ -333,12 +335,15 @@ def predict_tiles(
         workers: DataLoader processes reading tiles; default :func:`default_workers` (none on up to
             4 cores: tiles are read in the main process between batches).
         stop_after: end after this many batches (tests and time-boxed runs; resume later).
+        device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` (:mod:`seabed_hmc.engine.device`; under
+            torchrun on GPUs each rank uses its own).
     """
     if workers is None:
         workers = default_workers()
     started = time.perf_counter()
     checkpoint, out = Path(checkpoint), Path(out)
-    group = distributed.setup()
+    device = resolve_device(device)
+    group = distributed.setup(device)
     rank, world = group.rank, group.size
     partial = out / PARTIAL
     partial.mkdir(parents=True, exist_ok=True)
@@ -348,7 +353,10 @@ def predict_tiles(
     raster = str(rasters[0]) if len(rasters) == 1 else str(mosaic_vrt(rasters, partial / "mosaic.vrt"))
 
     model, hierarchy, state = inference_model(checkpoint)
+    model.to(device)
     transform, norm = tile_transform(state)
+    if norm is not None:
+        norm = tuple(t.to(device) for t in norm)
     size = tile_size or state["normalisation"]["image_size"]
     info = raster_info(raster)
     grid = tile_grid(info, size, stride, units, roi)
@@ -392,12 +400,13 @@ def predict_tiles(
             mean = spread = None
             rows = []
             if use.any():
-                images = to_model_input(batch["image"][torch.from_numpy(use)], norm)
+                images = batch["image"] if use.all() else batch["image"][torch.from_numpy(use)]
+                images = to_model_input(to_device(images, device), norm)
                 count = len(images)
                 if count < batch_size:  # pad: a new batch shape would make oneDNN build (and keep)
                     images = torch.cat([images, images.new_zeros(batch_size - count, *images.shape[1:])])
                 logits = model(images.contiguous(memory_format=torch.channels_last))[:, :count]
-                mean, spread = (t.float().numpy() for t in ensemble_probabilities(logits, hierarchy))
+                mean, spread = (t.float().cpu().numpy() for t in ensemble_probabilities(logits, hierarchy))
             used = 0
             for position, index in enumerate(batch["index"].tolist()):
                 window = grid.windows[index]

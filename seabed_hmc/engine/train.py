@@ -33,6 +33,7 @@ from seabed_hmc.config import RunConfig, config_to_dict, save_config
 from seabed_hmc.data.images import ImageDataset, collate_skip_bad
 from seabed_hmc.engine import distributed
 from seabed_hmc.engine.checkpoint import keep_copy, load_checkpoint, save_checkpoint
+from seabed_hmc.engine.device import device_of, resolve_device, to_device
 from seabed_hmc.engine.distributed import World
 from seabed_hmc.engine.features import FeatureCache
 from seabed_hmc.engine.setup import PreparedData, build_model, normalisation, prepare_data, transforms
@@ -182,7 +183,8 @@ def refit_batchnorm(model: HierarchicalClassifier, config: RunConfig, data: Prep
     loader = _loader(ImageDataset(paths, empty, empty, eval_transform), 64, config.data.workers, False, 0)
     digest = hashlib.sha1("\n".join(paths).encode()).hexdigest()[:16]
     seen = model.encoder.refit_batchnorm(
-        (batch["image"] for batch in loader if batch["index"].numel()), f"train images {digest}"
+        (to_device(batch["image"], device_of(model)) for batch in loader if batch["index"].numel()),
+        f"train images {digest}",
     )
     log.info("re-estimated BatchNorm statistics on %d training images", seen)
 
@@ -207,6 +209,7 @@ def train_epoch(
     model.train()
     settings = config.train
     world = world or World()
+    device = device_of(model)
     total, batches = 0.0, 0
     if inputs.features is not None:
         net = net if net is not None else model.head
@@ -223,8 +226,9 @@ def train_epoch(
                 if len(batch) < world.size:
                     continue
                 batch = batch[world.rank :: world.size]
-            logits = net(inputs.features[view[batch], batch])
-            loss = loss_fn(logits, inputs.targets[batch], inputs.mask[batch])
+            logits = net(to_device(inputs.features[view[batch], batch], device))
+            targets, mask = to_device(inputs.targets[batch], device), to_device(inputs.mask[batch], device)
+            loss = loss_fn(logits, targets, mask)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -253,10 +257,11 @@ def train_epoch(
         # every rank takes the step or none does (a rank whose images all failed would hang the rest)
         if not world.all_agree(batch["index"].numel() > 0):
             continue
-        images = batch["image"]
+        images = to_device(batch["image"], device)
         if settings.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        loss = loss_fn(net(images), batch["targets"], batch["mask"])
+        targets, mask = to_device(batch["targets"], device), to_device(batch["mask"], device)
+        loss = loss_fn(net(images), targets, mask)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -286,21 +291,25 @@ def predict_inputs(
 ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """(probabilities, spread, kept rows) for a split; rows whose image failed are left out."""
     model.eval()
+    device = device_of(model)
     if inputs.features is not None:
-        logits = model.head(inputs.features[0])
-        mean, spread = ensemble_probabilities(logits, hierarchy)
-        return mean, spread, np.arange(len(inputs))
+        means, spreads = [], []
+        for part in inputs.features[0].split(4096):  # bounded device memory for large splits
+            mean, spread = ensemble_probabilities(model.head(to_device(part, device)), hierarchy)
+            means.append(mean.cpu())
+            spreads.append(spread.cpu())
+        return torch.cat(means), torch.cat(spreads), np.arange(len(inputs))
     means, spreads, rows = [], [], []
     loader = _loader(inputs.images, max(config.train.batch_size, 32), config.data.workers, False, 0)
     for batch in loader:
         if batch["index"].numel() == 0:
             continue
-        images = batch["image"]
+        images = to_device(batch["image"], device)
         if config.train.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         mean, spread = ensemble_probabilities(model(images), hierarchy)
-        means.append(mean)
-        spreads.append(spread)
+        means.append(mean.cpu())
+        spreads.append(spread.cpu())
         rows.append(batch["index"].numpy())
     return torch.cat(means), torch.cat(spreads), np.concatenate(rows)
 
@@ -376,7 +385,8 @@ def train(
     that define the rare nodes of the metrics (default: the subset's), and ``save_checkpoints=False``
     keeps the best weights in memory and writes no ``.pt`` files.
     """
-    world = distributed.setup()  # under torchrun: join the group (gloo)
+    device = resolve_device(config.train.device, "train.device")
+    world = distributed.setup(device)  # under torchrun: join the group (NCCL on GPUs, gloo on the CPU)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     if world.main:
@@ -386,7 +396,7 @@ def train(
 
     data = data if data is not None else prepare_data(config.data, config.train.seed)
     hierarchy = data.hierarchy
-    model = build_model(config, hierarchy)
+    model = build_model(config, hierarchy).to(device)
     if config.train.channels_last:
         model.encoder.to(memory_format=torch.channels_last)
     train_rows = data.splits["train"]
@@ -418,11 +428,12 @@ def train(
         focal_min=config.loss.focal_min,
         k=config.loss.k,
         reduction=config.loss.reduction,
-    )
+    ).to(device)
     head_only = train_inputs.features is not None
     net = model.head if head_only else model
     if world.distributed:  # gradients averaged across ranks; checkpoints hold the unwrapped model
-        net = torch.nn.parallel.DistributedDataParallel(net)
+        ids = [device.index] if device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids, output_device=device.index)
     optimiser = _optimiser(model, config, head_only)
     scheduler = _scheduler(optimiser, config)
 

@@ -1,0 +1,88 @@
+"""Device selection (CPU / CUDA) and the process-group backend; the GPU run is skipped without a GPU."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from seabed_hmc.config import ConfigError
+from seabed_hmc.engine import device as device_module
+from seabed_hmc.engine.device import device_of, resolve_device, to_device
+from seabed_hmc.engine.distributed import backend_for
+from tests.test_train import seafloor, tiny_config  # noqa: F401  (the fixture)
+
+
+def fake_gpus(monkeypatch, count: int) -> None:
+    monkeypatch.setattr(device_module.torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(device_module.torch.cuda, "device_count", lambda: count)
+
+
+def test_auto_cpu_and_cuda_resolve(monkeypatch):
+    fake_gpus(monkeypatch, 0)
+    assert resolve_device("auto") == torch.device("cpu") == resolve_device(None) == resolve_device(" CPU ")
+    with pytest.raises(ConfigError, match="train.device 'cuda': torch sees no CUDA GPU"):
+        resolve_device("cuda", "train.device")
+    fake_gpus(monkeypatch, 2)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert resolve_device("auto") == torch.device("cuda", 0)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    monkeypatch.setenv("LOCAL_RANK", "1")  # under torchrun: this process's GPU
+    assert resolve_device("cuda") == torch.device("cuda", 1) == resolve_device("auto")
+    with pytest.raises(ConfigError, match="only 2 CUDA GPU"):
+        resolve_device("cuda:2")
+    for bad, message in [("gpu", "expected 'auto'"), ("cuda:x", "cuda:N"), ("cuda:-1", "negative")]:
+        with pytest.raises(ConfigError, match=message):
+            resolve_device(bad)
+
+
+def test_backend_follows_the_device(monkeypatch):
+    monkeypatch.delenv("SEABED_HMC_DIST_BACKEND", raising=False)
+    assert backend_for(torch.device("cuda", 0)) == "nccl"
+    assert backend_for(torch.device("cpu")) == "gloo"
+    monkeypatch.setenv("SEABED_HMC_DIST_BACKEND", "gloo")
+    assert backend_for(torch.device("cuda", 0)) == "gloo"
+
+
+def test_device_helpers():
+    layer = torch.nn.Linear(2, 3)
+    assert device_of(layer) == torch.device("cpu") and device_of(torch.nn.ReLU()) == torch.device("cpu")
+    tensor = torch.ones(2)
+    assert to_device(tensor, torch.device("cpu")) is tensor  # no copy on the same device
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
+def test_training_on_a_missing_gpu_stops_with_the_key(seafloor, tmp_path):  # noqa: F811
+    from seabed_hmc.engine.train import train
+
+    with pytest.raises(ConfigError, match="train.device 'cuda'"):
+        train(tiny_config(seafloor, tmp_path / "run", "train.device=cuda"))
+
+
+def test_explicit_cpu_device_end_to_end(seafloor, tmp_path, capsys):  # noqa: F811
+    from seabed_hmc.cli import main
+    from seabed_hmc.engine.train import train
+
+    train(tiny_config(seafloor, tmp_path / "run", "train.epochs=1", "train.device=cpu"))
+    checkpoint = tmp_path / "run" / "best.pt"
+    code = main(["predict", "--checkpoint", str(checkpoint), "--images", str(seafloor), "--out",
+                 str(tmp_path / "p.csv"), "--workers", "0", "--device", "cpu"])  # fmt: skip
+    assert code == 0 and (tmp_path / "p.csv").exists()
+    code = main(["evaluate", "--checkpoint", str(checkpoint), "--manifest", str(seafloor), "--workers", "0",
+                 "--device", "cuda:x"])  # fmt: skip
+    assert code == 2 and "device 'cuda:x': expected 'cuda:N'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine or in CI)")
+def test_gpu_training_matches_the_cpu(seafloor, tmp_path):  # noqa: F811
+    """Frozen features, no dropout: the GPU run's validation AU(PRC) is the CPU run's within 1e-3."""
+    from seabed_hmc.engine.train import train
+
+    results = {}
+    for name in ("cpu", "cuda"):
+        config = tiny_config(seafloor, tmp_path / name, f"train.device={name}", "head.dropout=0.0")
+        config.train.deterministic = True
+        train(config)
+        results[name] = json.loads((tmp_path / name / "metrics.json").read_text())["val"]["au_prc"]
+    assert results["cuda"] == pytest.approx(results["cpu"], abs=1e-3)
