@@ -14,10 +14,13 @@ frozen (``pretrained``), the same noise-mixed with a random initialisation at al
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from seabed_hmc.metrics import holm_bonferroni, paired_wilcoxon
 from seabed_hmc.reporting import (
     compare_to_control,
     depth_plot,
@@ -37,6 +40,77 @@ METRICS = {
 }
 
 
+def node_scores(cells: Path, encoder: str, method: str, seeds) -> pd.DataFrame | None:
+    """Per-node test scores of a cell, averaged over the seeds whose nodes.csv exists (node order)."""
+    tables = []
+    for seed in seeds:
+        path = cells / encoder / method / "1" / f"seed{seed}" / "nodes.csv"
+        if path.exists():
+            tables.append(pd.read_csv(path).assign(seed=seed))
+    if not tables:
+        return None
+    frame = pd.concat(tables)
+    return frame.groupby("node", sort=False).agg(
+        evaluated=("evaluated", "first"),
+        train_positives=("train_positives", "first"),
+        support=("support", "first"),
+        f1=("f1", "mean"),
+        recall=("recall", "mean"),
+        seeds=("seed", "nunique"),
+    )
+
+
+def per_node_comparison(runs: pd.DataFrame, cells: Path) -> pd.DataFrame | None:
+    """Each method against control over the NODES (per-node test F1 and, on the rare nodes, recall,
+    averaged over the seeds both have): a paired Wilcoxon across nodes, with Holm over the table.
+
+    Nodes are not independent samples (a parent's score depends on its children's), so these p-values
+    say how consistently a method moves the per-node scores, not more.  Rare nodes as in the metrics:
+    the third of the evaluated nodes with the fewest training positives (ties by node order)."""
+    rows = []
+    for (encoder, method), group in runs.groupby(["encoder", "method"], sort=False):
+        if method == "control":
+            continue
+        seeds = sorted(
+            set(group["seed"]) & set(runs[(runs.encoder == encoder) & (runs.method == "control")].seed)
+        )
+        mine, base = node_scores(cells, encoder, method, seeds), node_scores(cells, encoder, "control", seeds)
+        if mine is None or base is None:
+            continue
+        both = base.merge(mine[["f1", "recall"]], left_index=True, right_index=True, suffixes=("", "_method"))
+        evaluated = both[both["evaluated"].astype(bool)]
+        supported = evaluated[evaluated["support"] > 0]
+        order = np.argsort(evaluated["train_positives"].to_numpy(), kind="stable")
+        rare = evaluated.iloc[order[: math.ceil(round(len(evaluated) / 3, 9))]]
+        rare = rare[rare["support"] > 0]
+        f1 = paired_wilcoxon(supported["f1_method"].to_numpy(float), supported["f1"].to_numpy(float))
+        recall = paired_wilcoxon(rare["recall_method"].to_numpy(float), rare["recall"].to_numpy(float))
+        rows.append(
+            {
+                "encoder": encoder,
+                "method": method,
+                "seeds": len(seeds),
+                "nodes": len(supported),
+                "node F1: mean change": f"{f1.mean_difference:+.4f}",
+                "up / down": f"{int((supported.f1_method > supported.f1).sum())} / "
+                f"{int((supported.f1_method < supported.f1).sum())}",
+                "p (F1)": f1.p_value,
+                "rare nodes": len(rare),
+                "rare recall: mean change": f"{recall.mean_difference:+.4f}",
+                "up / down ": f"{int((rare.recall_method > rare.recall).sum())} / "
+                f"{int((rare.recall_method < rare.recall).sum())}",
+                "p (rare recall)": recall.p_value,
+            }
+        )
+    if not rows:
+        return None
+    table = pd.DataFrame(rows)
+    for column in ("p (F1)", "p (rare recall)"):
+        holm = holm_bonferroni(table[column].to_numpy(float))
+        table[column] = [f"{p:.3g} (Holm {h:.3g})" for p, h in zip(table[column], holm, strict=True)]
+    return table
+
+
 def report(args: argparse.Namespace) -> None:
     grid = pd.read_csv(args.results)
     runs = grid[(grid["level"] == 1.0) & grid["configuration"].isin(args.methods)]
@@ -54,6 +128,17 @@ def report(args: argparse.Namespace) -> None:
         sections += [markdown_table(compare_to_control(group, METRICS, ["seed"]))]
     sections += ["### All encoders pooled: each method against control, paired over encoders x seeds"]
     sections += [markdown_table(compare_to_control(runs, METRICS, ["encoder", "seed"]))]
+    nodes = per_node_comparison(runs, args.results.parent / "cells")
+    if nodes is not None:
+        sections += [
+            "### Per node: each method against control, paired over the nodes",
+            "Per-node test F1 (nodes with test positives) and rare-node recall, each averaged over the "
+            "seeds; Wilcoxon signed-rank across nodes, Holm over the table's rows. Nodes are not "
+            "independent (a parent's score follows its children's): read p as the consistency of the "
+            "change across nodes. From the cells' `nodes.csv` (kept in the grid's `cells/` folder, not "
+            "in git).",
+            markdown_table(nodes),
+        ]
     plot = args.report_md.with_name("ccr_recall_by_depth.png")
     depth_plot(
         {f"{e} / {m}": g for (e, m), g in runs.groupby(["encoder", "method"], sort=False)},
