@@ -793,3 +793,20 @@ def test_batched_reads_equal_tile_by_tile_reads(
                 for key in ("image", "cell_valid", "cell_span"):
                     assert torch.equal(got[key], want[key]), (kind, key, got["index"])
                 assert got["valid_fraction"] == want["valid_fraction"]
+
+
+def test_tile_normalisation_matches_the_evaluation_transform():
+    """predict-tiles normalises uint8 batches itself (one fused pass); the result is what the training
+    run's evaluation transform (albumentations Normalize, ToTensorV2) gives, channels_last."""
+    from seabed_hmc.data.transforms import build_transform
+    from seabed_hmc.engine.tiles import tile_transform, to_model_input
+
+    norm = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "image_size": 24}
+    state = {"config": {"data": {}}, "normalisation": norm}
+    _, fused = tile_transform(state)
+    tiles = torch.randint(0, 256, (5, 24, 24, 3), dtype=torch.uint8)
+    got = to_model_input(tiles, fused)
+    evaluation = build_transform(None, 24, norm["mean"], norm["std"], train=False)
+    want = torch.stack([evaluation(image=tile.numpy())["image"] for tile in tiles])
+    assert got.is_contiguous(memory_format=torch.channels_last) and got.dtype == torch.float32
+    assert torch.allclose(got, want, atol=1e-5)
