@@ -21,6 +21,27 @@ def test_environment_defaults_set_but_user_values_kept():
     assert out.stdout.strip() == "0"
 
 
+def test_huge_pages_default_is_set_before_torch_is_imported():
+    """torch reads THP_MEM_ALLOC_ENABLE at its first allocation: the package sets it before torch is
+    imported (an import hook in a fresh process records the variable when torch's import starts)."""
+    code = (
+        "import os, sys\n"
+        "os.environ.pop('THP_MEM_ALLOC_ENABLE', None)\n"
+        "class Spy:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch':\n"
+        "            print('at torch import:', os.environ.get('THP_MEM_ALLOC_ENABLE'))\n"
+        "sys.meta_path.insert(0, Spy())\n"
+        "import seabed_hmc\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "at torch import: 1"
+    env = {**os.environ, "THP_MEM_ALLOC_ENABLE": "0"}  # a user's choice is kept
+    code = "import os, seabed_hmc; print(os.environ['THP_MEM_ALLOC_ENABLE'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0"
+
+
 def test_timm_and_torchvision_import_and_run_in_a_fresh_process():
     code = (
         "import seabed_hmc, torch, timm, torchvision\n"
