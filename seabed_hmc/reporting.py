@@ -50,8 +50,9 @@ def compare_to_control(
                 other.loc[pairs, key].to_numpy(float), base.loc[pairs, key].to_numpy(float)
             )
             p_values[key].append(test.p_value)
-            ratio = other.loc[pairs, key].mean() / max(base.loc[pairs, key].mean(), 1e-12)
-            row[label] = f"{test.mean_difference:+.4f} (x{ratio:.2f}), p={test.p_value:.3g}"
+            base_mean = base.loc[pairs, key].mean()
+            ratio = f"x{other.loc[pairs, key].mean() / base_mean:.2f}" if base_mean > 1e-9 else "control 0"
+            row[label] = f"{test.mean_difference:+.4f} ({ratio}), p={test.p_value:.3g}"
         rows.append(row)
     for key, label in metrics.items():
         adjusted = holm_bonferroni(np.array(p_values[key], dtype=float)) if p_values[key] else []
