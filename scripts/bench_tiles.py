@@ -3,10 +3,10 @@
 1. Throughput: ``predict_tiles`` end to end (checkpoint loading, window reads, masks, scaling,
    transforms, the model, blending, COG and table writing) on the generated 20,000 x 20,000 raster
    (``--size``; 8,100 tiles), in tiles per second, against the same model on the same number of ready
-   tensors (same batch size, same threads, after a warm-up batch), measured in this run (best of two
-   runs each).  ``pipeline_ratio`` = end-to-end / model-only.  The start-up cost (checkpoint, the
-   model's first batches, writing the maps: about a second) is shown by the rate on the 2,000 x 2,000
-   raster.
+   tensors (same batch size, same threads, after a warm-up batch), measured back to back in each of
+   ``--rounds`` rounds.  ``pipeline_ratio`` = the median over rounds of end-to-end / model-only.  The
+   start-up cost (checkpoint, the model's first batches, writing the maps: about a second) is shown
+   by the rate on the 2,000 x 2,000 raster.
 2. Memory: the peak memory of a ``predict_tiles`` run in a fresh process, on a generated
    20,000 x 20,000 3-band raster and on a 2,000 x 2,000 one with the same tiling (the higher of two
    runs each): the larger of the process tree's summed proportional set sizes (main process plus any
@@ -16,7 +16,7 @@ The model is MobileNetV2 (random weights: speed does not depend on them) with a 
 224 px, trained for one epoch on a few synthetic images to get a real checkpoint.  The last line is one
 JSON object: ``{"pipeline_ratio": ..., "peak_rss_gb_20k": ..., "rss_growth_mb": ...}``.
 
-    python scripts/bench_tiles.py [--workers N] [--batch-size 32] [--tile 224] [--scratch DIR]
+    python scripts/bench_tiles.py [--workers N] [--batch-size 32] [--tile 224] [--rounds 3] [--scratch DIR]
 """
 
 from __future__ import annotations
@@ -184,6 +184,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=20_000, help="throughput raster side (pixels)")
     parser.add_argument("--memory-tile", type=int, default=224, help="tile size for the memory runs")
     parser.add_argument("--scratch", type=Path, default=None, help="folder for the generated rasters")
+    parser.add_argument("--rounds", type=int, default=3, help="(model alone, end to end) rounds")
     args = parser.parse_args()
     import torch
 
@@ -216,17 +217,23 @@ def main() -> None:
         # start-up (checkpoint loading, the model's first batches, writing the maps) next to few tiles
         print(f"start-up: 2,000 x 2,000 raster ({warm['tiles']} tiles) end to end {rate:.1f} tiles/s, "
               f"{warm['seconds']:.1f} s", flush=True)  # fmt: skip
-        # best of two runs each (these machines are noisy); the model alone before and after
-        alone = model_only(checkpoint, 512, args.batch_size, args.tile)
-        best = 0.0
-        for attempt in range(2):
+        # rounds of (the model alone, then end to end) back to back; the ratio of each round, and their
+        # median: these shared machines drift by 20-30% within minutes, so a ratio is only taken
+        # between measurements made next to each other
+        ratios, rates, alones = [], [], []
+        for attempt in range(args.rounds):
+            alone = model_only(checkpoint, 8100 if args.size == 20_000 else 1024, args.batch_size, args.tile)
             rate, summary = end_to_end(medium, f"e2e{attempt}")
-            best = max(best, rate)
-        alone = max(alone, model_only(checkpoint, summary["tiles"], args.batch_size, args.tile))
+            ratios.append(rate / alone)
+            rates.append(rate)
+            alones.append(alone)
+            print(f"round {attempt + 1}: model alone {alone:.1f} tiles/s, end to end {rate:.1f} tiles/s "
+                  f"-> {rate / alone:.3f}", flush=True)  # fmt: skip
+        best, alone = float(np.median(rates)), float(np.median(alones))
         print(
             f"throughput, {args.size:,} x {args.size:,} raster, {summary['tiles']} tiles of {args.tile} px, "
-            f"batch {args.batch_size}, {args.workers} workers: end to end {best:.1f} tiles/s, model "
-            f"alone {alone:.1f} tiles/s -> ratio {best / alone:.3f}",
+            f"batch {args.batch_size}, {args.workers} workers: ratios "
+            f"{', '.join(f'{r:.3f}' for r in ratios)}, median {np.median(ratios):.3f}",
             flush=True,
         )
 
@@ -243,7 +250,7 @@ def main() -> None:
     print(
         json.dumps(
             {
-                "pipeline_ratio": round(best / alone, 3),
+                "pipeline_ratio": round(float(np.median(ratios)), 3),
                 "peak_rss_gb_20k": round(peak_large / 2**30, 3),
                 "rss_growth_mb": round((peak_large - peak_small) / 2**20, 1),
                 "end_to_end_tiles_per_s": round(best, 2),
