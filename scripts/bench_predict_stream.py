@@ -22,35 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_tiles import TreeMemory  # noqa: E402
-
-
-def make_checkpoint(folder: Path) -> Path:
-    from seabed_hmc.config import load_config
-    from seabed_hmc.demo import make_synthetic_seafloor
-    from seabed_hmc.engine.train import train
-
-    manifest = make_synthetic_seafloor(folder / "data", images=30, size=32, seed=0)
-    config = load_config(
-        None,
-        [
-            f"data.manifest={manifest}",
-            f"data.hierarchy={manifest.parent / 'hierarchy.csv'}",
-            "data.workers=0",
-            "encoder.name=mobilenetv3_small_100",
-            "encoder.input_size=32",
-            "encoder.freeze=true",
-            "loss.name=rare_node",
-            "head.heads=3",
-            "head.hidden=32",
-            "train.epochs=1",
-            "train.progress=false",
-            f"train.cache_dir={folder / 'cache'}",
-            f"out={folder / 'run'}",
-        ],
-    )
-    train(config)
-    return folder / "run" / "best.pt", manifest.parent / "images"
+from bench_tiles import TreeMemory, make_checkpoint  # noqa: E402
 
 
 def make_manifest(folder: Path, images: Path, rows: int) -> Path:
@@ -76,7 +48,14 @@ def main() -> None:
     peaks = {}
     with tempfile.TemporaryDirectory(dir=args.scratch) as scratch:
         scratch = Path(scratch)
-        checkpoint, images = make_checkpoint(scratch / "model")
+        checkpoint = make_checkpoint(
+            scratch / "model",
+            images=30,
+            size=32,
+            overrides=("encoder.name=mobilenetv3_small_100", "encoder.input_size=32", "head.heads=3",
+                       "head.hidden=32"),
+        )  # fmt: skip
+        images = scratch / "model" / "data" / "images"
         for rows in args.rows:
             manifest = make_manifest(scratch, images, rows)
             out = scratch / f"predictions{rows}.csv"

@@ -326,7 +326,8 @@ def read_window(
         raise ValueError(f"window {shape} is larger than the output size {size}")
     dtype = source.dtypes[bands[0] - 1]
     # 8-bit RGB used as it is (the common case): GDAL reads straight into the (H, W, 3) result
-    direct = dtype == "uint8" and len(bands) == 3 and all(tuple(s) == (0.0, 255.0) for s in settings.scale)
+    as_is = dtype == "uint8" and all(tuple(s) == (0.0, 255.0) for s in settings.scale)
+    direct = as_is and len(bands) == 3
     if direct:
         image = np.zeros((*size, 3), dtype=np.uint8)
         raw = image.transpose(2, 0, 1)  # a band-first view of it
@@ -345,7 +346,7 @@ def read_window(
         if not valid.all():
             image[~valid] = 0
         return image, valid
-    if raw.dtype == np.uint8 and all(tuple(s) == (0.0, 255.0) for s in settings.scale):
+    if as_is:
         scaled = raw  # 8-bit data used as they are: no float round trip
     else:
         data = raw.astype(np.float32)

@@ -2,9 +2,9 @@
 
 Tiles are read (in DataLoader workers on machines of more than 4 cores) and stream through the model;
 each tile's coherent ensemble probabilities are added to the output cells whose centres it covers
-(overlapping tiles are averaged).  The output grid has
-the input's CRS and origin and a cell of ``cell`` input pixels (default: the stride), i.e. the input
-transform scaled by the cell size.  Outputs, each written to a temporary name and renamed into place:
+(overlapping tiles are averaged).  The output grid has the input's CRS and origin and a cell of
+``cell`` input pixels (default: the stride), i.e. the input transform scaled by the cell size.
+Outputs, each written to a temporary name and renamed into place:
 
 - ``classes.tif``: the deepest node whose probability passes the threshold (codes in ``classes.csv``;
   0 = nodata, N+1 = no node passes), uint8 or uint16 with a colour table;
