@@ -198,6 +198,8 @@ def main() -> None:
 
     print(f"# {' '.join(sys.argv)}  (torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} cores)", flush=True)  # fmt: skip
+    if args.scratch is not None:
+        args.scratch.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.scratch) as scratch:
         scratch = Path(scratch)
         checkpoint = make_checkpoint(scratch / "model")

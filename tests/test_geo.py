@@ -829,3 +829,14 @@ def test_tile_normalisation_matches_the_evaluation_transform():
     want = torch.stack([evaluation(image=tile.numpy())["image"] for tile in tiles])
     assert got.is_contiguous(memory_format=torch.channels_last) and got.dtype == torch.float32
     assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_class_map_palette_is_matplotlibs_tab10():
+    import matplotlib
+
+    from seabed_hmc.engine.tiles import TAB10
+
+    palette = matplotlib.colormaps["tab10"]
+    assert [tuple(int(c[i : i + 2], 16) / 255 for i in (0, 2, 4)) for c in TAB10] == [
+        palette(k)[:3] for k in range(10)
+    ]

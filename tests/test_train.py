@@ -195,6 +195,11 @@ def test_load_model_uses_the_recorded_encoder_name(seafloor, tmp_path):
     images = torch.zeros(2, 3, 32, 32)
     original, _, _ = load_model(tmp_path / "run" / "best.pt")
     torch.testing.assert_close(model(images), original(images))
+    unfolded, _, _ = load_model(tmp_path / "run" / "best.pt", fold=False)  # BatchNorm kept as trained
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in unfolded.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in original.modules())
+    images = torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(original(images), unfolded(images), rtol=1e-4, atol=1e-5)
 
 
 def test_augmented_views_are_cached_per_image(seafloor, tmp_path):

@@ -55,15 +55,18 @@ def keep_copy(source: str | Path, destination: str | Path) -> None:
     os.replace(temporary, destination)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True``; clear errors for missing or damaged files."""
+def load_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True``; clear errors for missing or damaged files.
+
+    ``mmap``: map the file instead of reading it (tensors are read when first used: loading a model
+    for inference then skips the optimiser's state, two thirds of a checkpoint's bytes)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes): the run that wrote it was interrupted")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as error:  # torch raises several types for damaged zip archives
         raise CheckpointError(
             f"checkpoint {path} is truncated or corrupt and cannot be read "

@@ -22,6 +22,7 @@ from seabed_hmc.hierarchy import Hierarchy, load_hierarchy
 from seabed_hmc.losses import PRESETS
 from seabed_hmc.models.classifier import HierarchicalClassifier, bf16_supported
 from seabed_hmc.models.encoders import build_encoder
+from seabed_hmc.models.fold import fold_batchnorm
 from seabed_hmc.models.heads import EnsembleHead
 
 log = logging.getLogger("seabed_hmc")
@@ -162,12 +163,20 @@ def transforms(config: RunConfig, norm: dict):
     return train, evaluation
 
 
-def load_model(checkpoint: str | Path) -> tuple[HierarchicalClassifier, Hierarchy, dict]:
-    """The trained model, its hierarchy and the checkpoint record, from the checkpoint file alone."""
-    state = load_checkpoint(checkpoint)
+def load_model(checkpoint: str | Path, fold: bool = True) -> tuple[HierarchicalClassifier, Hierarchy, dict]:
+    """The trained model (eval mode), its hierarchy and the checkpoint record, from the checkpoint file.
+
+    For inference only: with ``fold`` (the default) the encoder's BatchNorm layers are folded into
+    their convolutions (:func:`~seabed_hmc.models.fold.fold_batchnorm`: the same outputs, MobileNetV2
+    ~1.3x faster on the CPU), so the model must not be trained further or saved."""
+    state = load_checkpoint(checkpoint, mmap=True)  # the optimiser's state is never read from disk
     hierarchy = Hierarchy.from_dict(state["hierarchy"], source=str(checkpoint))
     config = config_from_dict(state["config"], source=f"checkpoint {checkpoint}")
     config.encoder.name = state["encoder"]["name"]  # resolved (a short weight name implies the model)
     model = build_model(config, hierarchy, weights=None)
     model.load_state_dict(state["model"])
-    return model.eval(), hierarchy, state
+    model.eval()
+    if fold:
+        folded = fold_batchnorm(model.encoder)
+        log.debug("folded %d BatchNorm layers of the encoder into their convolutions", folded)
+    return model, hierarchy, state
