@@ -840,3 +840,57 @@ def test_class_map_palette_is_matplotlibs_tab10():
     assert [tuple(int(c[i : i + 2], 16) / 255 for i in (0, 2, 4)) for c in TAB10] == [
         palette(k)[:3] for k in range(10)
     ]
+
+
+def test_block_friendly_order_walks_bands_that_fit_the_cache(tmp_path):
+    from seabed_hmc.data.geo import block_friendly_order
+
+    data = textured(256, 256)
+    tiled = write_raster(tmp_path / "tiled.tif", data, tiled=True, blockxsize=32, blockysize=32)
+    striped = write_raster(tmp_path / "striped.tif", data)
+    grid = tile_grid(raster_info(tiled), 32, 16)
+    everything = np.arange(len(grid))
+    block_bytes = 32 * 32 * 3
+    order = block_friendly_order(grid, everything, cache_bytes=3 * block_bytes * 2)  # bands of 2 blocks
+    assert sorted(order.tolist()) == everything.tolist()
+    rows, cols = grid.windows[order, 0], grid.windows[order, 1]
+    bands = cols // 64
+    assert np.all(np.diff(bands) >= 0) and len(set(bands.tolist())) == 4
+    for band in range(4):  # row by row inside a band
+        inside = np.flatnonzero(bands == band)
+        assert np.all(np.diff(rows[inside] * 1000 + cols[inside]) > 0)
+    # every tile of a subset still comes once; a cache wider than the raster, or a raster of
+    # full-width strips, keeps the row order
+    subset = everything[::3]
+    assert sorted(block_friendly_order(grid, subset, 3 * block_bytes * 2).tolist()) == subset.tolist()
+    assert np.array_equal(block_friendly_order(grid, everything, 3 * block_bytes * 8), everything)
+    striped_grid = tile_grid(raster_info(striped), 32, 16)
+    assert raster_info(striped).block[1] == 256
+    assert np.array_equal(block_friendly_order(striped_grid, everything, 3 * block_bytes * 2), everything)
+
+
+def test_the_order_of_tiles_does_not_change_the_outputs(checkpoint, tmp_path, monkeypatch):
+    import seabed_hmc.engine.tiles as tiles
+
+    raster = collar_raster(tmp_path)
+    options = {"workers": 0, "progress": False, "cell": 8, "stride": 12, "tile_size": 16, "batch_size": 5}
+    predict_tiles(checkpoint, raster, tmp_path / "default", **options)
+    monkeypatch.setattr(tiles, "block_friendly_order", lambda grid, indices: np.asarray(indices)[::-1])
+    predict_tiles(checkpoint, raster, tmp_path / "reversed", **options)
+    # other batches, and overlaps summed in another order: the same up to float rounding
+    for name in ("classes", "probabilities", "uncertainty"):
+        with (
+            rasterio.open(tmp_path / "default" / f"{name}.tif") as a,
+            rasterio.open(tmp_path / "reversed" / f"{name}.tif") as b,
+        ):
+            np.testing.assert_allclose(a.read(), b.read(), atol=1e-5, err_msg=name)
+    table = [pd.read_csv(tmp_path / f / "tiles.csv", keep_default_na=False) for f in ("default", "reversed")]
+    pd.testing.assert_frame_equal(
+        table[0].drop(columns="probabilities"), table[1].drop(columns="probabilities")
+    )
+    for a, b in zip(table[0]["probabilities"], table[1]["probabilities"], strict=True):
+        assert (a == "") == (b == "")
+        if a:
+            np.testing.assert_allclose(
+                np.array(a.split("|"), float), np.array(b.split("|"), float), atol=2e-4
+            )

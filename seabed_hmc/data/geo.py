@@ -48,6 +48,7 @@ class RasterInfo:
     transform: object
     nodata: float | None
     alpha_band: int | None  # 1-based
+    block: tuple[int, int] = (0, 0)  # (rows, cols) of band 1's storage blocks; (0, 0) if unknown
 
     @property
     def res(self) -> tuple[float, float]:
@@ -82,6 +83,7 @@ def raster_info(path: str | os.PathLike) -> RasterInfo:
                 transform,
                 source.nodata,
                 alpha[0] if alpha else None,
+                tuple(int(v) for v in source.block_shapes[0]),
             )
     except rasterio.errors.RasterioIOError as error:
         raise RasterError(f"{path} cannot be opened as a raster: {error}") from None
@@ -174,6 +176,29 @@ class TileGrid:
         """(west, south, east, north) of a tile in the raster's CRS."""
         row, col, height, width = (int(v) for v in self.windows[index])
         return pixel_bounds(row, col, height, width, self.info.transform)
+
+
+def block_friendly_order(grid: TileGrid, indices: np.ndarray, cache_bytes: int | None = None) -> np.ndarray:
+    """``indices`` reordered so that GDAL decodes each compressed storage block about once.
+
+    Row by row over a wide tiled raster, a block row of the whole width (31 MB decoded for 20,000 px
+    of 512 px RGB blocks) does not fit the bounded block cache (:data:`GDAL_CACHE_MB`), so every block
+    was decoded again for each tile row that touches it (2-3 times for 224 px tiles).  Here the tiles
+    go row by row within vertical bands narrow enough that the blocks of two block rows of a band stay
+    cached: reading 2,700 tiles of the 20,000 px benchmark raster 1.20 -> 0.80 s.  Rasters stored in
+    full-width strips, or narrower than one band, keep row order.  It is the order of processing only:
+    the outputs do not depend on it (up to float rounding where overlapping tiles are averaged)."""
+    indices = np.asarray(indices, dtype=np.int64)
+    block_rows, block_cols = grid.info.block
+    if block_rows <= 0 or block_cols <= 0 or len(indices) == 0:
+        return indices
+    cache_bytes = GDAL_CACHE_MB * 2**20 if cache_bytes is None else cache_bytes
+    block_bytes = block_rows * block_cols * grid.info.count * np.dtype(grid.info.dtype).itemsize
+    band = max(1, cache_bytes // (3 * block_bytes)) * block_cols  # two block rows, and room to spare
+    if band >= grid.info.width:
+        return indices
+    windows = grid.windows[indices]
+    return indices[np.lexsort((windows[:, 1], windows[:, 0], windows[:, 1] // band))]
 
 
 def pixel_bounds(row: int, col: int, height: int, width: int, transform) -> tuple[float, float, float, float]:

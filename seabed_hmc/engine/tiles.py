@@ -47,6 +47,7 @@ from seabed_hmc.data.geo import (
     BandSettings,
     TileDataset,
     TileGrid,
+    block_friendly_order,
     mosaic_vrt,
     raster_info,
     resolve_bands,
@@ -387,7 +388,7 @@ def predict_tiles(
         done = saved["done"].copy()
         log.info("rank %d resumes with %d tiles done", rank, int(done.sum()))
     mine = np.arange(len(grid))[rank::world]
-    todo = mine[~done[mine]]
+    todo = block_friendly_order(grid, mine[~done[mine]])
     _restart_rows(rows_path, done)
 
     dataset = TileDataset(grid, settings, transform, todo, functools.partial(summarise_tile, output))
