@@ -776,8 +776,11 @@ def test_batched_reads_equal_tile_by_tile_reads(
     tmp_path_factory, kind, height, width, size, stride_share, seed
 ):
     """A batch read as row strips (TileDataset.__getitems__) gives exactly the items of one read per
-    tile: pixels, masks, cell summaries, with nodata, alpha, NaN, 16-bit and edge or overlapping tiles."""
-    from seabed_hmc.data.geo import TileDataset
+    tile: pixels, masks, cell summaries, with nodata, alpha, NaN, 16-bit and edge or overlapping tiles;
+    and reading straight into a batch (read_batch) gives exactly those items collated."""
+    from torch.utils.data import default_collate
+
+    from seabed_hmc.data.geo import TileBatches, TileDataset
     from seabed_hmc.engine.tiles import OutputGrid, summarise_tile
 
     rng = np.random.default_rng(seed)
@@ -812,6 +815,15 @@ def test_batched_reads_equal_tile_by_tile_reads(
                 for key in ("image", "cell_valid", "cell_span"):
                     assert torch.equal(got[key], want[key]), (kind, key, got["index"])
                 assert got["valid_fraction"] == want["valid_fraction"]
+            # read straight into a batch (TileBatches): what collating those items gives
+            collated, direct = default_collate(batched), dataset.read_batch(items)
+            assert collated.keys() == direct.keys()
+            for key, value in collated.items():
+                assert value.dtype == direct[key].dtype and torch.equal(value, direct[key]), (kind, key)
+        batches = TileBatches(dataset, 7)
+        assert len(batches) == -(-len(order) // 7) and torch.equal(
+            batches[0]["index"], torch.as_tensor(order[:7])
+        )
 
 
 def test_tile_normalisation_matches_the_evaluation_transform():

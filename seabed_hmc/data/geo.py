@@ -364,7 +364,8 @@ def read_window(
         c = int(inside.col_off - window.col_off)
         h, w = int(inside.height), int(inside.width)
         pixels = source.read(bands, window=inside, out=raw[:, r : r + h, c : c + w])
-        valid[r : r + h, c : c + w] = _valid(source, inside, pixels)
+        interleaved = image[r : r + h, c : c + w] if direct else None
+        valid[r : r + h, c : c + w] = _valid(source, inside, pixels, interleaved)
     if settings.nodata is not None:
         valid &= ~np.all(raw == settings.nodata, axis=0)
     if direct:
@@ -386,11 +387,15 @@ def read_window(
     return np.ascontiguousarray(image.transpose(1, 2, 0)), valid
 
 
-def _valid(source, window: Window, pixels: np.ndarray) -> np.ndarray:
+def _valid(source, window: Window, pixels: np.ndarray, interleaved: np.ndarray | None = None) -> np.ndarray:
     """GDAL's validity without a second read where possible: from the nodata value of the bands just
-    read (valid where any of them differs from it), from the alpha band, or the dataset mask."""
+    read (valid where any of them differs from it), from the alpha band, or the dataset mask.
+    ``interleaved``: the same pixels as (H, W, bands), for a one-pass check that no value equals the
+    nodata value (then every pixel is valid: the common case inside a mosaic)."""
     flags = source.mask_flag_enums
     if all(MaskFlags.nodata in f for f in flags) and source.nodata is not None:
+        if interleaved is not None and not _holds(interleaved, source.nodata):
+            return np.ones(pixels.shape[1:], dtype=bool)
         valid = pixels[0] != source.nodata  # band by band: pixels may be a strided view
         for band in pixels[1:]:
             valid |= band != source.nodata
@@ -401,6 +406,13 @@ def _valid(source, window: Window, pixels: np.ndarray) -> np.ndarray:
     if alpha:
         return source.read(alpha[0], window=window) > 0
     return source.dataset_mask(window=window) > 0
+
+
+def _holds(array: np.ndarray, value: float) -> bool:
+    """Whether any element equals ``value`` (one reduction, no temporary, for 8-bit 0 and 255)."""
+    if array.dtype == np.uint8 and value in (0, 255):
+        return bool(array.min() == 0) if value == 0 else bool(array.max() == 255)
+    return bool((array == value).any())
 
 
 class TileDataset(Dataset):
@@ -469,46 +481,107 @@ class TileDataset(Dataset):
         GDAL call and one mask per run of tiles instead of one per tile; scripts/bench_tiles.py).
         Every pixel, mask and item is the same as :meth:`__getitem__` gives (tests/test_geo.py)."""
         indices = [int(self.indices[item]) for item in items]
+        tiles = np.empty((len(indices), *self.grid.size, 3), dtype=np.uint8)
+        masks = self._read_into(indices, tiles)
+        return [
+            self._item(index, tile, mask, fraction)
+            for index, tile, (mask, fraction) in zip(indices, tiles, masks, strict=True)
+        ]
+
+    def read_batch(self, items: Sequence[int]) -> dict:
+        """The tiles at ``items`` already collated, as the DataLoader's default collation of
+        :meth:`__getitems__` would give them but with the pixels read straight into the batch
+        (no per-tile copies, no stacking); only without a per-tile ``transform``.  Use through
+        :class:`TileBatches`."""
+        if self.transform is not None:
+            raise ValueError("read_batch reads raw tiles; with a per-tile transform use __getitems__")
+        indices = [int(self.indices[item]) for item in items]
+        tiles = np.empty((len(indices), *self.grid.size, 3), dtype=np.uint8)
+        masks = self._read_into(indices, tiles)
+        fractions = [float(mask.mean()) if fraction is None else fraction for mask, fraction in masks]
+        batch = {
+            "image": torch.from_numpy(tiles),
+            "index": torch.tensor(indices, dtype=torch.int64),
+            "valid_fraction": torch.tensor(fractions, dtype=torch.float64),
+        }
+        if self.summarise is None:
+            batch["valid"] = torch.from_numpy(np.stack([mask for mask, _ in masks]))
+        else:
+            summaries = [self.summarise(mask, index) for index, (mask, _) in zip(indices, masks, strict=True)]
+            batch |= {key: torch.stack([s[key] for s in summaries]) for key in summaries[0]}
+        return batch
+
+    def _read_into(self, indices: list[int], tiles: np.ndarray) -> list[tuple[np.ndarray, float | None]]:
+        """Read the tiles at grid ``indices`` into ``tiles`` (N, H, W, 3), by strips of touching tiles
+        of one grid row; returns each tile's (H, W) valid mask and its valid fraction when known to be
+        1 without counting (None otherwise)."""
         windows = self.grid.windows
         runs: dict[tuple[int, int], list[int]] = {}
-        for index in indices:
+        for position, index in enumerate(indices):
             row, _, height, _ = (int(v) for v in windows[index])
-            runs.setdefault((row, height), []).append(index)
-        pieces: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+            runs.setdefault((row, height), []).append(position)
+        masks: list = [None] * len(indices)
         source, (size_h, size_w) = self._open(), self.grid.size
+        everywhere = np.ones((size_h, size_w), dtype=bool)
+        everywhere.flags.writeable = False  # shared by every fully valid tile
         for (row, height), members in runs.items():
-            members.sort(key=lambda i: int(windows[i][1]))
+            members.sort(key=lambda p: int(windows[indices[p]][1]))
             group = [members[0]]
-            for index in [*members[1:], None]:
-                last = windows[group[-1]]
-                if index is not None and int(windows[index][1]) <= int(last[1] + last[3]):
-                    group.append(index)  # touches or overlaps the run so far
+            for position in [*members[1:], None]:
+                last = windows[indices[group[-1]]]
+                if position is not None and int(windows[indices[position]][1]) <= int(last[1] + last[3]):
+                    group.append(position)  # touches or overlaps the run so far
                     continue
-                col0 = int(windows[group[0]][1])
-                col1 = max(int(windows[i][1] + windows[i][3]) for i in group)
+                col0 = int(windows[indices[group[0]]][1])
+                col1 = max(int(windows[indices[p]][1] + windows[indices[p]][3]) for p in group)
                 strip = Window(col0, row, col1 - col0, height)
                 image, valid = read_window(source, strip, self.settings, (size_h, col1 - col0))
+                all_valid = bool(valid.all())
                 for member in group:
-                    col, width = int(windows[member][1]) - col0, int(windows[member][3])
-                    tile, mask = np.zeros((size_h, size_w, 3), np.uint8), np.zeros((size_h, size_w), bool)
-                    tile[:, :width], mask[:, :width] = (
-                        image[:, col : col + width],
-                        valid[:, col : col + width],
-                    )
-                    pieces[member] = tile, mask
-                group = [index]
-        return [self._item(index, *pieces[index]) for index in indices]
+                    col, width = int(windows[indices[member]][1]) - col0, int(windows[indices[member]][3])
+                    tiles[member, :, :width] = image[:, col : col + width]
+                    if width < size_w:
+                        tiles[member, :, width:] = 0
+                    if all_valid and width == size_w:  # no pixel of the tile is invalid
+                        masks[member] = (everywhere, 1.0)
+                    else:
+                        mask = np.zeros((size_h, size_w), dtype=bool)
+                        mask[:, :width] = valid[:, col : col + width]
+                        masks[member] = (mask, None)
+                group = [position]
+        return masks
 
-    def _item(self, index: int, image: np.ndarray, valid: np.ndarray) -> dict:
+    def _item(self, index: int, image: np.ndarray, valid: np.ndarray, fraction: float | None = None) -> dict:
         tensor = self.transform(image=image)["image"] if self.transform is not None else image
         if isinstance(tensor, np.ndarray):  # no ToTensorV2: the (H, W, C) uint8 tile as it is
             tensor = torch.from_numpy(np.ascontiguousarray(tensor))
-        item = {"image": tensor, "index": index, "valid_fraction": float(valid.mean())}
+        fraction = float(valid.mean()) if fraction is None else fraction
+        item = {"image": tensor, "index": index, "valid_fraction": fraction}
         if self.summarise is None:
-            item["valid"] = torch.from_numpy(valid)
+            item["valid"] = torch.from_numpy(valid if valid.flags.writeable else valid.copy())
         else:
             item |= self.summarise(valid, index)
         return item
+
+
+class TileBatches(Dataset):
+    """Batches of a :class:`TileDataset` as items (use with ``DataLoader(batch_size=None)``): each item
+    is :meth:`TileDataset.read_batch` of ``batch_size`` consecutive tiles, so the pixels are read
+    straight into the batch (in a DataLoader worker too) instead of tile by tile and then stacked."""
+
+    def __init__(self, tiles: TileDataset, batch_size: int):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.tiles, self.batch_size = tiles, batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.tiles) // self.batch_size)
+
+    def __getitem__(self, batch: int) -> dict:
+        if not 0 <= batch < len(self):
+            raise IndexError(batch)
+        start = batch * self.batch_size
+        return self.tiles.read_batch(range(start, min(start + self.batch_size, len(self.tiles))))
 
 
 # ------------------------------------------------------------------------------------------------ misc

@@ -45,6 +45,7 @@ from tqdm import tqdm  # not tqdm.auto: it iterates a DataLoader twice (two work
 
 from seabed_hmc.data.geo import (
     BandSettings,
+    TileBatches,
     TileDataset,
     TileGrid,
     block_friendly_order,
@@ -392,9 +393,13 @@ def predict_tiles(
     _restart_rows(rows_path, done)
 
     dataset = TileDataset(grid, settings, transform, todo, functools.partial(summarise_tile, output))
-    loader = DataLoader(
-        dataset, batch_size=batch_size, num_workers=workers, worker_init_fn=_quiet_worker if workers else None
-    )
+    quiet = _quiet_worker if workers else None
+    if transform is None:  # raw tiles: read straight into each batch
+        loader = DataLoader(
+            TileBatches(dataset, batch_size), batch_size=None, num_workers=workers, worker_init_fn=quiet
+        )
+    else:
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, worker_init_fn=quiet)
     model.eval()
     batches = 0
     finished = True
