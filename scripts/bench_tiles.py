@@ -161,9 +161,11 @@ def model_only(checkpoint: Path, tiles: int, batch_size: int, tile: int) -> floa
     and forward pass as predict_tiles; the batch is prepared once, outside the timing)."""
     import torch
 
+    from seabed_hmc.engine._memory import serve_large_blocks_from_heap
     from seabed_hmc.engine.tiles import inference_model, tile_transform, to_model_input
     from seabed_hmc.models.heads import ensemble_probabilities
 
+    serve_large_blocks_from_heap()  # the allocator setting predict_tiles uses
     model, hierarchy, state = inference_model(checkpoint)  # the model exactly as predict_tiles runs it
     size = state["normalisation"]["image_size"]
     _, norm = tile_transform(state)

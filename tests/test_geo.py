@@ -906,3 +906,27 @@ def test_the_order_of_tiles_does_not_change_the_outputs(checkpoint, tmp_path, mo
             np.testing.assert_allclose(
                 np.array(a.split("|"), float), np.array(b.split("|"), float), atol=2e-4
             )
+
+
+def test_large_blocks_come_from_the_heap_after_predict_tiles():
+    """predict-tiles turns glibc's mmap off for large blocks (engine/_memory.py): a 64 MB block freed
+    and allocated again is then reused from the heap, not mapped afresh and page-faulted in."""
+    import ctypes
+    import resource
+
+    from seabed_hmc.engine._memory import _libc, serve_large_blocks_from_heap
+
+    if not serve_large_blocks_from_heap():
+        pytest.skip("not glibc")
+    libc, size = _libc(), 64 << 20
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    block = libc.malloc(size)
+    ctypes.memset(block, 1, size)  # touch every page once
+    libc.free(block)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    block = libc.malloc(size)
+    ctypes.memset(block, 1, size)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    libc.free(block)
+    assert faults < 8  # a fresh mapping faults every page in: 16,384 (4 KB) or 32 (2 MB pages)

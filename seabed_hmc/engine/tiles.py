@@ -55,7 +55,7 @@ from seabed_hmc.data.geo import (
     tile_grid,
 )
 from seabed_hmc.engine import distributed
-from seabed_hmc.engine._memory import trim_freed_memory
+from seabed_hmc.engine._memory import serve_large_blocks_from_heap, trim_freed_memory
 from seabed_hmc.engine.device import resolve_device, to_device
 from seabed_hmc.engine.setup import load_model
 from seabed_hmc.models.heads import ensemble_probabilities
@@ -346,6 +346,7 @@ def predict_tiles(
     """
     if workers is None:
         workers = default_workers()
+    serve_large_blocks_from_heap()  # no page faults for the model's large activations (_memory.py)
     started = time.perf_counter()
     checkpoint, out = Path(checkpoint), Path(out)
     device = resolve_device(device)
