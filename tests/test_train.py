@@ -182,8 +182,9 @@ def test_best_checkpoint_keeps_its_epoch_when_last_moves_on(tmp_path):
 
 def test_load_model_uses_the_recorded_encoder_name(seafloor, tmp_path):
     """A config that named only a short weight name (encoder.name null) still rebuilds from the checkpoint."""
+    from seabed_hmc.config import config_from_dict
     from seabed_hmc.engine.checkpoint import save_checkpoint
-    from seabed_hmc.engine.setup import load_model
+    from seabed_hmc.engine.setup import build_model, load_model
 
     train(tiny_config(seafloor, tmp_path / "run", "train.epochs=1"))
     state = load_checkpoint(tmp_path / "run" / "best.pt")
@@ -195,10 +196,16 @@ def test_load_model_uses_the_recorded_encoder_name(seafloor, tmp_path):
     images = torch.zeros(2, 3, 32, 32)
     original, _, _ = load_model(tmp_path / "run" / "best.pt")
     torch.testing.assert_close(model(images), original(images))
-    unfolded, _, _ = load_model(tmp_path / "run" / "best.pt", fold=False)  # BatchNorm kept as trained
+    # inference models are built on the meta device and loaded (no random init), then BatchNorm folded:
+    # the same outputs as a model built, initialised and loaded the ordinary way
+    unfolded, _, _ = load_model(tmp_path / "run" / "best.pt", fold=False)
+    trained = load_checkpoint(tmp_path / "run" / "best.pt")
+    reference = build_model(config_from_dict(trained["config"]), hierarchy, weights=None)
+    reference.load_state_dict(trained["model"])
+    images = torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(unfolded(images), reference.eval()(images), rtol=0, atol=0)
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in unfolded.modules())
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in original.modules())
-    images = torch.rand(2, 3, 32, 32)
     torch.testing.assert_close(original(images), unfolded(images), rtol=1e-4, atol=1e-5)
 
 

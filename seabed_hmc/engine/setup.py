@@ -163,6 +163,24 @@ def transforms(config: RunConfig, norm: dict):
     return train, evaluation
 
 
+def _build_for_loading(config: RunConfig, hierarchy: Hierarchy, weights: dict) -> HierarchicalClassifier:
+    """The model with ``weights`` loaded, built without initialising it first (on the meta device,
+    then storage allocated and filled from ``weights``: the random initialisation that the load would
+    overwrite took ~0.2 s for MobileNetV2 with 5 heads).  Falls back to an ordinary build when some
+    tensor is not in the state dict (a non-persistent buffer would be left uninitialised)."""
+    import torch
+
+    with torch.device("meta"):
+        model = build_model(config, hierarchy, weights=None)
+    tensors = {name for name, _ in model.named_parameters()} | {name for name, _ in model.named_buffers()}
+    if tensors == set(model.state_dict()):
+        model = model.to_empty(device="cpu")
+    else:
+        model = build_model(config, hierarchy, weights=None)
+    model.load_state_dict(weights)
+    return model
+
+
 def load_model(checkpoint: str | Path, fold: bool = True) -> tuple[HierarchicalClassifier, Hierarchy, dict]:
     """The trained model (eval mode), its hierarchy and the checkpoint record, from the checkpoint file.
 
@@ -173,8 +191,7 @@ def load_model(checkpoint: str | Path, fold: bool = True) -> tuple[HierarchicalC
     hierarchy = Hierarchy.from_dict(state["hierarchy"], source=str(checkpoint))
     config = config_from_dict(state["config"], source=f"checkpoint {checkpoint}")
     config.encoder.name = state["encoder"]["name"]  # resolved (a short weight name implies the model)
-    model = build_model(config, hierarchy, weights=None)
-    model.load_state_dict(state["model"])
+    model = _build_for_loading(config, hierarchy, state["model"])
     model.eval()
     if fold:
         folded = fold_batchnorm(model.encoder)

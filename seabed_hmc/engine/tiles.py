@@ -94,6 +94,11 @@ class OutputGrid:
     def valid_cells(self, valid: np.ndarray, row: int, col: int, rows: tuple, cols: tuple) -> np.ndarray:
         """Per covered cell, whether any valid input pixel of the tile falls inside the cell (the part
         of the cell inside the tile), counted with an integral image of the tile's mask."""
+        if valid.all():  # the common case: a cell holds a valid pixel where it overlaps the tile
+            (h, w), (size_h, size_w) = valid.shape, self.cell
+            down = _overlapping(rows[1] - rows[0], rows[0] * size_h + self.row0 - row, size_h, h)
+            across = _overlapping(cols[1] - cols[0], cols[0] * size_w + self.col0 - col, size_w, w)
+            return down[:, None] & across[None, :]
         spans = []
         for (first, stop), start, axis, extent in (
             (rows, row, 0, valid.shape[0]),
@@ -105,12 +110,22 @@ class OutputGrid:
             upper = np.clip((cells + 1) * size + origin - start, 0, extent)
             spans.append((lower, upper))
         (r0, r1), (c0, c1) = spans
-        if valid.all():  # the common case: a cell holds a valid pixel where it overlaps the tile
-            return ((r1 - r0) > 0)[:, None] & ((c1 - c0) > 0)[None, :]
         integral = np.zeros((valid.shape[0] + 1, valid.shape[1] + 1), dtype=np.int64)
         integral[1:, 1:] = valid.astype(np.int64).cumsum(axis=0).cumsum(axis=1)
         counts = integral[r1][:, c1] - integral[r0][:, c1] - integral[r1][:, c0] + integral[r0][:, c0]
         return counts > 0
+
+
+@functools.lru_cache(maxsize=256)
+def _overlapping(count: int, offset: int, size: int, extent: int) -> np.ndarray:
+    """Which of ``count`` cells of ``size`` pixels, the first starting ``offset`` pixels from the tile's
+    start, overlap the tile's ``extent`` pixels (the same few answers for every tile of a regular
+    grid: cached)."""
+    lower = np.clip(np.arange(count) * size + offset, 0, extent)
+    upper = np.clip((np.arange(count) + 1) * size + offset, 0, extent)
+    overlapping = upper > lower
+    overlapping.flags.writeable = False
+    return overlapping
 
 
 def summarise_tile(output: OutputGrid, valid: np.ndarray, index: int) -> dict:
@@ -596,15 +611,18 @@ def _write_table(path: Path, table: pd.DataFrame) -> None:
 
 def _write_geojson(path: Path, tiles: pd.DataFrame) -> None:
     """Tile footprints in lon/lat (RFC 7946), with the table's columns as properties."""
-    features = []
-    for record in tiles.to_dict("records"):
-        w, s, e, n = record["lon_min"], record["lat_min"], record["lon_max"], record["lat_max"]
-        properties = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}
-        features.append(
-            {
-                "type": "Feature",
-                "geometry": {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]},
-                "properties": {k: (v.item() if hasattr(v, "item") else v) for k, v in properties.items()},
-            }
-        )
+    columns = list(tiles.columns)
+    corners = zip(*(tiles[c].tolist() for c in ("lon_min", "lat_min", "lon_max", "lat_max")), strict=True)
+    records = zip(*(tiles[c].tolist() for c in columns), strict=True)  # Python scalars
+    features = [
+        {
+            "type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]},
+            "properties": {
+                key: (None if value is pd.NA or (isinstance(value, float) and math.isnan(value)) else value)
+                for key, value in zip(columns, record, strict=True)
+            },
+        }
+        for (w, s, e, n), record in zip(corners, records, strict=True)
+    ]
     write_text_atomic(path, json.dumps({"type": "FeatureCollection", "features": features}))
