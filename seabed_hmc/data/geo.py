@@ -445,12 +445,7 @@ class TileDataset(Dataset):
         if self._source is None or self._pid != os.getpid():  # one handle per worker process
             # GDAL's block cache defaults to 5% of RAM per process: bound it, or every worker's cache
             # grows with the raster (2 GB more on a 20,000 x 20,000 mosaic, scripts/bench_tiles.py)
-            # Read in the main process, between the model's batches, the model's cores are idle:
-            # GDAL decodes the blocks of a strip on all of them (reading 85 batches of 32 tiles
-            # 0.41 -> 0.30 s on 2 cores); a reader process decodes on one thread.
-            in_worker = torch.utils.data.get_worker_info() is not None
-            threads = 1 if in_worker else max(1, torch.get_num_threads())
-            self._env = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20, GDAL_NUM_THREADS=str(threads))
+            self._env = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20)
             self._env.__enter__()
             self._source = rasterio.open(self.grid.info.path)
             self._pid = os.getpid()
