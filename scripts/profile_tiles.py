@@ -1,9 +1,10 @@
 """Where predict-tiles spends its time: waiting for the next batch, normalising, the model.
 
-Runs the same reading, transform and model steps as ``predict_tiles`` (without blending and writing) on
-a raster and prints the seconds in each part.
+Runs the same reading (block-friendly order, batches read straight into one buffer), transform and
+model steps as ``predict_tiles``, with its allocator setting (without blending and writing), on a
+raster and prints the seconds in each part.
 
-    python scripts/profile_tiles.py --checkpoint CKPT --raster R.tif [--workers 1] [--batch-size 32]
+    python scripts/profile_tiles.py --checkpoint CKPT --raster R.tif [--workers N] [--batch-size 32]
 """
 
 from __future__ import annotations
@@ -16,26 +17,47 @@ import torch
 from torch.utils.data import DataLoader
 
 import seabed_hmc.engine.tiles as tiles
-from seabed_hmc.data.geo import BandSettings, TileDataset, raster_info, resolve_bands, tile_grid
+from seabed_hmc.data.geo import (
+    BandSettings,
+    TileBatches,
+    TileDataset,
+    block_friendly_order,
+    raster_info,
+    resolve_bands,
+    tile_grid,
+)
+from seabed_hmc.engine._memory import serve_large_blocks_from_heap
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--raster", required=True)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=None, help="default: predict-tiles' own (by cores)")
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
+    if args.workers is None:
+        args.workers = tiles.default_workers()
+    serve_large_blocks_from_heap()
     model, hierarchy, state = tiles.inference_model(args.checkpoint)
     transform, norm = tiles.tile_transform(state)
     info = raster_info(args.raster)
     size = int(state["normalisation"]["image_size"])
     grid = tile_grid(info, size)
     output = tiles.OutputGrid(grid, grid.stride)
-    dataset = TileDataset(grid, resolve_bands(info, BandSettings()), None if norm else transform, None,
-                          functools.partial(tiles.summarise_tile, output))  # fmt: skip
-    loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers,
-                        worker_init_fn=tiles._quiet_worker if args.workers else None)  # fmt: skip
+    order = block_friendly_order(grid, range(len(grid)))
+    summarise = functools.partial(tiles.summarise_tile, output)
+    dataset = TileDataset(
+        grid, resolve_bands(info, BandSettings()), None if norm else transform, order, summarise
+    )
+    quiet = tiles._quiet_worker if args.workers else None
+    if norm:
+        loader = DataLoader(TileBatches(dataset, args.batch_size), batch_size=None, num_workers=args.workers,
+                            worker_init_fn=quiet)  # fmt: skip
+    else:
+        loader = DataLoader(
+            dataset, batch_size=args.batch_size, num_workers=args.workers, worker_init_fn=quiet
+        )
     wait = prepare = forward = 0.0
     start = time.perf_counter()
     batches = iter(loader)
