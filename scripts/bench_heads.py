@@ -6,9 +6,12 @@ Compares, in one run and in fresh subprocesses (torch reads ``THP_MEM_ALLOC_ENAB
   (F, heads*hidden) and so copied the first layer and its gradient every step;
 * ``broadcast``: the current forward (every layer one ``baddbmm``, the input broadcast as a view);
 
-each with and without transparent huge pages for torch's CPU allocations.  Prints milliseconds per
+each with and without transparent huge pages for torch's CPU allocations; and ``broadcast+heap``, the
+current setting: THP on and glibc serving large blocks from its heap (no fresh mappings: what
+``train`` sets for heads on cached features).  Prints milliseconds per
 step (wall, user, system) and minor page faults per step; the last line is one JSON object with the
-speed-up of the current setting (broadcast, THP on) over the old one (permute, THP off).
+speed-up of the current setting (broadcast+heap) over the old one (permute, THP off), and over
+broadcast with THP alone (``heap_speedup``).
 
     python scripts/bench_heads.py [--threads 2] [--heads 20] [--features 1280] [--steps 20]
 """
@@ -39,6 +42,9 @@ def permute_forward(self, features):
     return x
 
 variant, threads, heads, features, nodes, steps = sys.argv[1], *map(int, sys.argv[2:7])
+if variant.endswith("+heap"):  # what train() sets for heads on cached features (engine/_memory.py)
+    from seabed_hmc.engine._memory import serve_large_blocks_from_heap
+    serve_large_blocks_from_heap()
 if variant == "permute":
     H.EnsembleHead.forward = permute_forward
 torch.manual_seed(0)
@@ -83,16 +89,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
     results = {}
-    for variant in ("permute", "broadcast"):
-        for thp in (False, True):
-            r = measure(variant, thp, args)
-            results[(variant, thp)] = r
-            print(
-                f"{variant:9s} THP {'on ' if thp else 'off'}: {r['wall_ms']:6.0f} ms/step "
-                f"(user {r['user_ms']:.0f}, sys {r['sys_ms']:.0f}), {r['minflt']:,.0f} page faults/step"
-            )
-    old, new = results[("permute", False)], results[("broadcast", True)]
-    print(json.dumps({"step_speedup": round(old["wall_ms"] / new["wall_ms"], 3), "threads": args.threads}))
+    settings = [(v, t) for v in ("permute", "broadcast") for t in (False, True)] + [("broadcast+heap", True)]
+    for variant, thp in settings:
+        r = measure(variant, thp, args)
+        results[(variant, thp)] = r
+        print(
+            f"{variant:14s} THP {'on ' if thp else 'off'}: {r['wall_ms']:6.0f} ms/step "
+            f"(user {r['user_ms']:.0f}, sys {r['sys_ms']:.0f}), {r['minflt']:,.0f} page faults/step"
+        )
+    old, thp, new = (results[k] for k in (("permute", False), ("broadcast", True), ("broadcast+heap", True)))
+    speedups = {"step_speedup": round(old["wall_ms"] / new["wall_ms"], 3)}
+    speedups["heap_speedup"] = round(thp["wall_ms"] / new["wall_ms"], 3)
+    print(json.dumps({**speedups, "threads": args.threads}))
 
 
 if __name__ == "__main__":
