@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from seabed_hmc.metrics import paired_wilcoxon
+from seabed_hmc.metrics import holm_bonferroni, paired_wilcoxon
 from seabed_hmc.reporting import (
     compare_to_control,
     markdown_table,
@@ -120,6 +120,65 @@ def paired_gains(runs: pd.DataFrame, control: str, metric: str) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows, columns=["encoder", "configuration", "level", "gain", "pairs"])
+
+
+def gain_trend(runs: pd.DataFrame, control: str, metrics: tuple[str, ...]) -> pd.DataFrame:
+    """Does a configuration's gain over control grow as the data shrink?  Per (encoder, configuration,
+    metric): Spearman's rank correlation between the level and the per-seed paired gain over every
+    (level, seed) pair (rho < 0: the gain is larger with less data), its two-sided p-value
+    (``scipy.stats.spearmanr``) and the Holm-adjusted p over the table's rows."""
+    from scipy.stats import spearmanr
+
+    base = runs[runs["configuration"] == control].set_index(["encoder", "level", "seed"])
+    rows = []
+    for (encoder, name), group in runs[runs["configuration"] != control].groupby(
+        ["encoder", "configuration"], sort=False
+    ):
+        other = group.set_index(["encoder", "level", "seed"])
+        pairs = other.index.intersection(base.index)
+        levels = pairs.get_level_values("level").to_numpy(float)
+        for metric in metrics:
+            gain = (other.loc[pairs, metric] - base.loc[pairs, metric]).to_numpy(float)
+            if len(set(levels)) < 2:
+                why = "one level only"
+            elif len(pairs) < 3:
+                why = "too few pairs"
+            elif np.ptp(gain) <= 1e-9:  # float noise is no variation
+                why = "no variation (the same gain everywhere)"
+            else:
+                why = ""
+            rho, p = (np.nan, np.nan) if why else spearmanr(levels, gain)
+            rows.append(
+                {
+                    "encoder": encoder,
+                    "configuration": name,
+                    "metric": METRICS.get(metric, metric),
+                    "pairs": len(pairs),
+                    "levels": len(set(levels)),
+                    "rho": float(rho),
+                    "p": float(p),
+                    "reading": why,
+                }
+            )
+    columns = ["encoder", "configuration", "metric", "pairs", "levels", "rho", "p", "p (Holm)", "reading"]
+    table = pd.DataFrame(rows, columns=columns)
+    tested = table["p"].notna().to_numpy()
+    if tested.any():
+        table.loc[tested, "p (Holm)"] = holm_bonferroni(table.loc[tested, "p"].to_numpy(float))
+    table["p (Holm)"] = table["p (Holm)"].astype(float)
+    table.loc[tested, "reading"] = [
+        ("grows as data shrink" if rho < 0 else "shrinks as data shrink")
+        + (" (Holm p < 0.05)" if holm < 0.05 else " (not significant)")
+        for rho, holm in zip(table.loc[tested, "rho"], table.loc[tested, "p (Holm)"], strict=True)
+    ]
+    return table
+
+
+def _formatted_trend(table: pd.DataFrame) -> pd.DataFrame:
+    number = {"rho": "{:+.3f}", "p": "{:.3g}", "p (Holm)": "{:.3g}"}
+    return table.assign(
+        **{key: [("-" if np.isnan(v) else f.format(v)) for v in table[key]] for key, f in number.items()}
+    )
 
 
 def gain_plot(gains: dict[str, pd.DataFrame], path: Path, mode: str) -> None:
@@ -256,6 +315,11 @@ def write_report(out: str | Path, control: str = "control", config_text: str | N
         markdown_table(pd.concat(pooled, ignore_index=True)) if pooled else "(no pairs yet)",
         f"## Rare-node recall ratio to {control}",
         markdown_table(rare_recall_ratio(runs, control)),
+        "## Does the gain grow as the data shrink?",
+        "Per encoder and configuration: Spearman's rank correlation between the "
+        f"{_level_name(mode)} and the gain over {control} (paired by seed, every level and seed); "
+        "rho < 0 means a larger gain with less data. Holm-adjusted over the rows of this table.",
+        markdown_table(_formatted_trend(gain_trend(runs, control, ("rare_node_recall", "f1_all")))),
         "## Plots",
         *[f"![{m}]({m}_vs_{'fraction' if mode == 'fraction' else 'k'}.png)" for m in PLOTTED],
         "![recall by depth](recall_by_depth.png)",

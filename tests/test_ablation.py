@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from seabed_hmc.ablation_report import paired_gains, write_report
+from seabed_hmc.ablation_report import gain_trend, paired_gains, write_report
 from seabed_hmc.cli import main
 from seabed_hmc.config import ConfigError
 from seabed_hmc.demo import make_synthetic_seafloor
@@ -156,6 +156,43 @@ def test_paired_gains_are_paired_differences():
     )
     gains = paired_gains(runs, "control", "rare_node_recall")
     assert gains["gain"].iloc[0] == pytest.approx(((0.4 - 0.1) + (0.2 - 0.3)) / 2)
+
+
+def test_gain_trend_is_spearman_over_paired_gains():
+    """A gain that shrinks with the fraction gives rho < 0 (larger with less data) and equals
+    scipy's Spearman on the paired differences; a constant gain has no trend to test."""
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(0)
+    levels, seeds = [0.05, 0.1, 0.25, 0.5, 1.0], range(5)
+    rows = []
+    for level in levels:
+        for seed in seeds:
+            control = rng.uniform(0.2, 0.6)
+            rows.append(("e", "control", level, seed, control, 0.5))
+            rows.append(
+                ("e", "weighted", level, seed, control + 0.3 * (1 - level) + rng.normal(0, 0.02), 0.5)
+            )
+            rows.append(("e", "flat", level, seed, control + 0.1, 0.5))
+    runs = pd.DataFrame(
+        rows, columns=["encoder", "configuration", "level", "seed", "rare_node_recall", "f1_all"]
+    )
+    table = gain_trend(runs, "control", ("rare_node_recall", "f1_all")).set_index(["configuration", "metric"])
+    weighted = table.loc[("weighted", "rare-node recall")]
+    pairs = (
+        runs[runs.configuration == "weighted"].rare_node_recall.to_numpy()
+        - runs[runs.configuration == "control"].rare_node_recall.to_numpy()
+    )
+    expected = spearmanr(runs[runs.configuration == "control"].level, pairs)
+    assert (
+        weighted["pairs"] == 25
+        and weighted["rho"] == pytest.approx(expected.statistic)
+        and weighted["rho"] < -0.8
+    )
+    assert weighted["p (Holm)"] < 0.05 and weighted["reading"] == "grows as data shrink (Holm p < 0.05)"
+    assert np.isnan(table.loc[("weighted", "node F1"), "rho"])  # F1 equal everywhere: no gain at all
+    flat = table.loc[("flat", "rare-node recall")]
+    assert np.isnan(flat["rho"]) and flat["reading"] == "no variation (the same gain everywhere)"
 
 
 def test_quick_config_builds_its_cells(tmp_path):
