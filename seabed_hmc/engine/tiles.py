@@ -145,8 +145,8 @@ def default_workers() -> int:
 
     A reader process wakes on some core the model's threads are using and preempts one of them
     mid-operator, stalling all of them at the next barrier; on 2 cores that cost the model 20-40% of
-    its speed, while reading a 224 px tile in the main process, between batches, takes ~0.4 ms, ~10%
-    of the model's time per tile (scripts/bench_tiles.py, scripts/profile_tiles.py)."""
+    its speed, while reading 32 tiles of 224 px in the main process, between batches, takes ~5 ms, ~6%
+    of the model's time for them (scripts/bench_tiles.py, scripts/profile_tiles.py)."""
     cores = os.cpu_count() or 1
     return 0 if cores <= 4 else min(4, cores // 4)
 
