@@ -125,8 +125,9 @@ def paired_gains(runs: pd.DataFrame, control: str, metric: str) -> pd.DataFrame:
 def gain_trend(runs: pd.DataFrame, control: str, metrics: tuple[str, ...]) -> pd.DataFrame:
     """Does a configuration's gain over control grow as the data shrink?  Per (encoder, configuration,
     metric): Spearman's rank correlation between the level and the per-seed paired gain over every
-    (level, seed) pair (rho < 0: the gain is larger with less data), its two-sided p-value
-    (``scipy.stats.spearmanr``) and the Holm-adjusted p over the table's rows."""
+    (level, seed) pair (rho < 0: the gain is larger with less data, which for gains below zero means
+    less harm), its two-sided p-value (``scipy.stats.spearmanr``), the Holm-adjusted p over the
+    table's rows, and the mean gain at the smallest and the largest level."""
     from scipy.stats import spearmanr
 
     base = runs[runs["configuration"] == control].set_index(["encoder", "level", "seed"])
@@ -148,6 +149,7 @@ def gain_trend(runs: pd.DataFrame, control: str, metrics: tuple[str, ...]) -> pd
             else:
                 why = ""
             rho, p = (np.nan, np.nan) if why else spearmanr(levels, gain)
+            smallest, largest = (float(gain[levels == v].mean()) for v in (levels.min(), levels.max()))
             rows.append(
                 {
                     "encoder": encoder,
@@ -155,12 +157,15 @@ def gain_trend(runs: pd.DataFrame, control: str, metrics: tuple[str, ...]) -> pd
                     "metric": METRICS.get(metric, metric),
                     "pairs": len(pairs),
                     "levels": len(set(levels)),
+                    "gain, smallest level": smallest,
+                    "gain, largest level": largest,
                     "rho": float(rho),
                     "p": float(p),
                     "reading": why,
                 }
             )
-    columns = ["encoder", "configuration", "metric", "pairs", "levels", "rho", "p", "p (Holm)", "reading"]
+    columns = ["encoder", "configuration", "metric", "pairs", "levels", "gain, smallest level"]
+    columns += ["gain, largest level", "rho", "p", "p (Holm)", "reading"]
     table = pd.DataFrame(rows, columns=columns)
     tested = table["p"].notna().to_numpy()
     if tested.any():
@@ -176,6 +181,7 @@ def gain_trend(runs: pd.DataFrame, control: str, metrics: tuple[str, ...]) -> pd
 
 def _formatted_trend(table: pd.DataFrame) -> pd.DataFrame:
     number = {"rho": "{:+.3f}", "p": "{:.3g}", "p (Holm)": "{:.3g}"}
+    number |= {"gain, smallest level": "{:+.3f}", "gain, largest level": "{:+.3f}"}
     return table.assign(
         **{key: [("-" if np.isnan(v) else f.format(v)) for v in table[key]] for key, f in number.items()}
     )
@@ -318,7 +324,7 @@ def write_report(out: str | Path, control: str = "control", config_text: str | N
         "## Does the gain grow as the data shrink?",
         "Per encoder and configuration: Spearman's rank correlation between the "
         f"{_level_name(mode)} and the gain over {control} (paired by seed, every level and seed); "
-        "rho < 0 means a larger gain with less data. Holm-adjusted over the rows of this table.",
+        "rho < 0 means a larger gain with less data (for gains below zero: less harm). Holm-adjusted over the rows of this table.",
         markdown_table(_formatted_trend(gain_trend(runs, control, ("rare_node_recall", "f1_all")))),
         "## Plots",
         *[f"![{m}]({m}_vs_{'fraction' if mode == 'fraction' else 'k'}.png)" for m in PLOTTED],

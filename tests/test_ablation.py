@@ -190,6 +190,8 @@ def test_gain_trend_is_spearman_over_paired_gains():
         and weighted["rho"] < -0.8
     )
     assert weighted["p (Holm)"] < 0.05 and weighted["reading"] == "grows as data shrink (Holm p < 0.05)"
+    assert weighted["gain, smallest level"] == pytest.approx(0.3 * 0.95, abs=0.03)
+    assert weighted["gain, largest level"] == pytest.approx(0, abs=0.03)
     assert np.isnan(table.loc[("weighted", "node F1"), "rho"])  # F1 equal everywhere: no gain at all
     flat = table.loc[("flat", "rare-node recall")]
     assert np.isnan(flat["rho"]) and flat["reading"] == "no variation (the same gain everywhere)"
