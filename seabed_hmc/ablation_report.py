@@ -324,7 +324,8 @@ def write_report(out: str | Path, control: str = "control", config_text: str | N
         "## Does the gain grow as the data shrink?",
         "Per encoder and configuration: Spearman's rank correlation between the "
         f"{_level_name(mode)} and the gain over {control} (paired by seed, every level and seed); "
-        "rho < 0 means a larger gain with less data (for gains below zero: less harm). Holm-adjusted over the rows of this table.",
+        "rho < 0 means a larger gain with less data (for gains below zero: less harm). "
+        "Holm-adjusted over the rows of this table.",
         markdown_table(_formatted_trend(gain_trend(runs, control, ("rare_node_recall", "f1_all")))),
         "## Plots",
         *[f"![{m}]({m}_vs_{'fraction' if mode == 'fraction' else 'k'}.png)" for m in PLOTTED],
