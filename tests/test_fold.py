@@ -93,3 +93,15 @@ def test_folding_keeps_the_activation_of_timm_norm_act_layers():
         expected = model(images)
         assert expected.min() == 0 and expected.max() == 6  # the ReLU6 clips on both sides here
         torch.testing.assert_close(folded(images), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_truncated_encoders_fold_the_stages_they_keep():
+    """A truncated encoder runs through timm's forward_intermediates: its kept stages trace and fold."""
+    from seabed_hmc.models.encoders import build_encoder
+
+    encoder = _randomise_norms(build_encoder("resnet18", weights=None, truncate=2, freeze=True))
+    folded = copy.deepcopy(encoder)
+    assert fold_batchnorm(folded) > 0 and _norms(folded) < _norms(encoder)
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(images), encoder(images), rtol=1e-4, atol=1e-4)
