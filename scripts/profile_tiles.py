@@ -14,12 +14,10 @@ import functools
 import time
 
 import torch
-from torch.utils.data import DataLoader
 
 import seabed_hmc.engine.tiles as tiles
 from seabed_hmc.data.geo import (
     BandSettings,
-    TileBatches,
     TileDataset,
     block_friendly_order,
     raster_info,
@@ -50,14 +48,7 @@ def main() -> None:
     dataset = TileDataset(
         grid, resolve_bands(info, BandSettings()), None if norm else transform, order, summarise
     )
-    quiet = tiles._quiet_worker if args.workers else None
-    if norm:
-        loader = DataLoader(TileBatches(dataset, args.batch_size), batch_size=None, num_workers=args.workers,
-                            worker_init_fn=quiet)  # fmt: skip
-    else:
-        loader = DataLoader(
-            dataset, batch_size=args.batch_size, num_workers=args.workers, worker_init_fn=quiet
-        )
+    loader = tiles.tile_loader(dataset, args.batch_size, args.workers)
     wait = prepare = forward = 0.0
     start = time.perf_counter()
     batches = iter(loader)

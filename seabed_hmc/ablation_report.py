@@ -140,7 +140,9 @@ def gain_trend(runs: pd.DataFrame, control: str, metrics: tuple[str, ...]) -> pd
         levels = pairs.get_level_values("level").to_numpy(float)
         for metric in metrics:
             gain = (other.loc[pairs, metric] - base.loc[pairs, metric]).to_numpy(float)
-            if len(set(levels)) < 2:
+            if len(pairs) == 0:
+                why = "no pairs with control yet"
+            elif len(set(levels)) < 2:
                 why = "one level only"
             elif len(pairs) < 3:
                 why = "too few pairs"
@@ -149,7 +151,11 @@ def gain_trend(runs: pd.DataFrame, control: str, metrics: tuple[str, ...]) -> pd
             else:
                 why = ""
             rho, p = (np.nan, np.nan) if why else spearmanr(levels, gain)
-            smallest, largest = (float(gain[levels == v].mean()) for v in (levels.min(), levels.max()))
+            smallest, largest = (
+                (float(gain[levels == levels.min()].mean()), float(gain[levels == levels.max()].mean()))
+                if len(pairs)
+                else (np.nan, np.nan)
+            )
             rows.append(
                 {
                     "encoder": encoder,

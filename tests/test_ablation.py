@@ -193,6 +193,9 @@ def test_gain_trend_is_spearman_over_paired_gains():
     assert weighted["gain, smallest level"] == pytest.approx(0.3 * 0.95, abs=0.03)
     assert weighted["gain, largest level"] == pytest.approx(0, abs=0.03)
     assert np.isnan(table.loc[("weighted", "node F1"), "rho"])  # F1 equal everywhere: no gain at all
+    orphan = runs[runs.configuration == "weighted"].assign(encoder="no control yet")  # a partial grid
+    lonely = gain_trend(pd.concat([runs, orphan]), "control", ("rare_node_recall",))
+    assert lonely.set_index("encoder").loc["no control yet", "reading"] == "no pairs with control yet"
     flat = table.loc[("flat", "rare-node recall")]
     assert np.isnan(flat["rho"]) and flat["reading"] == "no variation (the same gain everywhere)"
 

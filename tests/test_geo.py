@@ -908,7 +908,7 @@ def test_the_order_of_tiles_does_not_change_the_outputs(checkpoint, tmp_path, mo
             )
 
 
-def test_large_blocks_come_from_the_heap_after_predict_tiles():
+def test_large_blocks_are_reused_from_the_heap():
     """predict-tiles turns glibc's mmap off for large blocks (engine/_memory.py): a 64 MB block freed
     and allocated again is then reused from the heap, not mapped afresh and page-faulted in."""
     import ctypes

@@ -515,30 +515,29 @@ class TileDataset(Dataset):
         """Read the tiles at grid ``indices`` into ``tiles`` (N, H, W, 3), by strips of touching tiles
         of one grid row; returns each tile's (H, W) valid mask and its valid fraction when known to be
         1 without counting (None otherwise)."""
-        windows = self.grid.windows
+        windows = self.grid.windows[indices].tolist()  # (row, col, height, width) per position
         runs: dict[tuple[int, int], list[int]] = {}
-        for position, index in enumerate(indices):
-            row, _, height, _ = (int(v) for v in windows[index])
+        for position, (row, _, height, _) in enumerate(windows):
             runs.setdefault((row, height), []).append(position)
         masks: list = [None] * len(indices)
         source, (size_h, size_w) = self._open(), self.grid.size
         everywhere = np.ones((size_h, size_w), dtype=bool)
         everywhere.flags.writeable = False  # shared by every fully valid tile
         for (row, height), members in runs.items():
-            members.sort(key=lambda p: int(windows[indices[p]][1]))
+            members.sort(key=lambda p: windows[p][1])
             group = [members[0]]
             for position in [*members[1:], None]:
-                last = windows[indices[group[-1]]]
-                if position is not None and int(windows[indices[position]][1]) <= int(last[1] + last[3]):
+                _, last_col, _, last_width = windows[group[-1]]
+                if position is not None and windows[position][1] <= last_col + last_width:
                     group.append(position)  # touches or overlaps the run so far
                     continue
-                col0 = int(windows[indices[group[0]]][1])
-                col1 = max(int(windows[indices[p]][1] + windows[indices[p]][3]) for p in group)
+                col0 = windows[group[0]][1]
+                col1 = max(windows[p][1] + windows[p][3] for p in group)
                 strip = Window(col0, row, col1 - col0, height)
                 image, valid = read_window(source, strip, self.settings, (size_h, col1 - col0))
                 all_valid = bool(valid.all())
                 for member in group:
-                    col, width = int(windows[indices[member]][1]) - col0, int(windows[indices[member]][3])
+                    col, width = windows[member][1] - col0, windows[member][3]
                     tiles[member, :, :width] = image[:, col : col + width]
                     if width < size_w:
                         tiles[member, :, width:] = 0

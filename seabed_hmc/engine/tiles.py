@@ -151,6 +151,16 @@ def default_workers() -> int:
     return 0 if cores <= 4 else min(4, cores // 4)
 
 
+def tile_loader(dataset: TileDataset, batch_size: int, workers: int) -> DataLoader:
+    """Batches of ``dataset``: raw tiles (no per-tile transform) are read straight into each batch
+    (:class:`~seabed_hmc.data.geo.TileBatches`); otherwise tile by tile, then collated."""
+    quiet = _quiet_worker if workers else None
+    if dataset.transform is None:
+        batches = TileBatches(dataset, batch_size)
+        return DataLoader(batches, batch_size=None, num_workers=workers, worker_init_fn=quiet)
+    return DataLoader(dataset, batch_size=batch_size, num_workers=workers, worker_init_fn=quiet)
+
+
 def _quiet_worker(_: int) -> None:
     """One thread per DataLoader worker, at a lower scheduling priority: the model's threads in the
     main process are then rarely preempted mid-operator (which stalls all of them)."""
@@ -409,13 +419,7 @@ def predict_tiles(
     _restart_rows(rows_path, done)
 
     dataset = TileDataset(grid, settings, transform, todo, functools.partial(summarise_tile, output))
-    quiet = _quiet_worker if workers else None
-    if transform is None:  # raw tiles: read straight into each batch
-        loader = DataLoader(
-            TileBatches(dataset, batch_size), batch_size=None, num_workers=workers, worker_init_fn=quiet
-        )
-    else:
-        loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, worker_init_fn=quiet)
+    loader = tile_loader(dataset, batch_size, workers)
     model.eval()
     batches = 0
     finished = True
