@@ -18,6 +18,7 @@ import pandas as pd
 import yaml
 
 from seabed_hmc.reporting import (
+    compare_pairs,
     compare_to_control,
     depth_plot,
     markdown_table,
@@ -72,6 +73,30 @@ def deepest_recall(row: pd.Series, levels: int = 2) -> float:
     return float(np.mean([by_depth[d] for d in deepest]))
 
 
+METHOD_ORDER = [
+    "control",
+    "hros",
+    "imbalance",
+    "imbalance_neg",
+    "focal_bbma",
+    "rare_node_bbma",
+    "rare_node_bbma_neg",
+    "rare_node_gmu",
+    "rare_node_gmu_neg",
+    "flat",
+]
+
+
+def ordered(runs: pd.DataFrame, datasets: list[str]) -> pd.DataFrame:
+    """Runs sorted by dataset (as listed in the config, unknown ones last), method and heads."""
+    rank = {name: i for i, name in enumerate(datasets)}
+    method_rank = {name: i for i, name in enumerate(METHOD_ORDER)}
+    key = runs.dataset.map(lambda d: rank.get(d, len(rank))) * 100 + runs.method.map(
+        lambda m: method_rank.get(m, len(method_rank))
+    )
+    return runs.assign(_key=key).sort_values(["_key", "heads", "seed"], kind="stable").drop(columns="_key")
+
+
 def method_table(runs: pd.DataFrame) -> str:
     runs = runs.assign(deep_recall=runs.apply(deepest_recall, axis=1))
     table = mean_table(
@@ -90,10 +115,24 @@ def significance(runs: pd.DataFrame) -> str:
     return markdown_table(compare_to_control(runs, METRICS, ["dataset", "seed"]))
 
 
+def weight_targets(runs: pd.DataFrame) -> str:
+    """The negative weight target against the positive one, per method, paired on (dataset, seed)."""
+    comparisons = [
+        (f"{base}_neg", base)
+        for base in ("imbalance", "rare_node_bbma", "rare_node_gmu")
+        if {base, f"{base}_neg"} <= set(runs.method)
+    ]
+    if not comparisons:
+        return "(no method has runs with both weight targets yet)"
+    return markdown_table(compare_pairs(runs, METRICS, ["dataset", "seed"], comparisons))
+
+
 def plot_depths(runs: pd.DataFrame, path: Path) -> str:
     funcat = runs[runs.dataset.str.endswith("_FUN")]
     methods = [
-        m for m in ("control", "rare_node_bbma", "rare_node_gmu", "imbalance") if m in set(funcat.method)
+        m
+        for m in ("control", "imbalance_neg", "rare_node_bbma_neg", "rare_node_bbma", "hros")
+        if m in set(funcat.method)
     ]
     if not methods:
         return "(no FunCat runs yet)"
@@ -114,7 +153,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "hmc.md")
     args = parser.parse_args()
     runs = pd.read_csv(args.runs)
-    published = yaml.safe_load(args.config.read_text())["published_au_prc"]
+    config = yaml.safe_load(args.config.read_text())
+    published = config["published_au_prc"]
+    runs = ordered(runs, list(config.get("datasets", published)))
     default_heads = runs[runs.method.str.startswith(("rare_node", "focal"))]
     main_runs = runs[(runs.heads == 1) | runs.index.isin(default_heads[default_heads.heads == 5].index)]
     sections = [
@@ -127,6 +168,10 @@ def main() -> None:
         "Mean difference (method - control), ratio of means, two-sided Wilcoxon signed-rank p, and the "
         "Holm-adjusted p over the methods compared on that metric.",
         significance(main_runs),
+        "### Which weight target: negative against positive (paired over datasets x seeds)",
+        "Mean difference (negative target - positive target), ratio of means, two-sided Wilcoxon "
+        "signed-rank p, and the Holm-adjusted p over the three methods.",
+        weight_targets(main_runs),
         "### Recall by depth (FunCat)",
         plot_depths(main_runs, args.out.with_name("hmc_recall_by_depth.png")),
     ]

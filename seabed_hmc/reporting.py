@@ -39,19 +39,38 @@ def compare_to_control(
     Per metric: the mean difference (method − control), the ratio of means, the two-sided Wilcoxon
     signed-rank p-value and the Holm-adjusted p-value over the methods compared on that metric.
     """
-    base = runs[runs[method_column] == control].set_index(list(pair_on))
+    methods = [m for m in runs[method_column].unique() if m != control]
+    table = compare_pairs(runs, metrics, pair_on, [(m, control) for m in methods], method_column)
+    return table.assign(**{method_column: methods})
+
+
+def compare_pairs(
+    runs: pd.DataFrame,
+    metrics: dict[str, str],
+    pair_on: Sequence[str],
+    comparisons: Sequence[tuple[str, str]],
+    method_column: str = "method",
+) -> pd.DataFrame:
+    """Each ``(method, reference)`` of ``comparisons``, paired on ``pair_on``; one row per comparison.
+
+    The cells are as in :func:`compare_to_control`; the Holm adjustment is over the comparisons made
+    on each metric.  Rows are named ``"method vs reference"``.
+    """
     rows, p_values = [], {key: [] for key in metrics}
-    for method in [m for m in runs[method_column].unique() if m != control]:
+    for method, reference in comparisons:
+        base = runs[runs[method_column] == reference].set_index(list(pair_on))
         other = runs[runs[method_column] == method].set_index(list(pair_on))
         pairs = other.index.intersection(base.index)
-        row = {method_column: method, "pairs": len(pairs)}
+        row = {method_column: f"{method} vs {reference}", "pairs": len(pairs)}
         for key, label in metrics.items():
             test = paired_wilcoxon(
                 other.loc[pairs, key].to_numpy(float), base.loc[pairs, key].to_numpy(float)
             )
             p_values[key].append(test.p_value)
             base_mean = base.loc[pairs, key].mean()
-            ratio = f"x{other.loc[pairs, key].mean() / base_mean:.2f}" if base_mean > 1e-9 else "control 0"
+            ratio = (
+                f"x{other.loc[pairs, key].mean() / base_mean:.2f}" if base_mean > 1e-9 else f"{reference} 0"
+            )
             row[label] = f"{test.mean_difference:+.4f} ({ratio}), p={test.p_value:.3g}"
         rows.append(row)
     for key, label in metrics.items():

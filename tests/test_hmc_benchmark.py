@@ -182,10 +182,15 @@ def test_report_tables_and_statistics(tmp_path):
             rows.append({**base, "method": "control", "heads": 1, **metrics, "rare_node_recall": 0.01})
             better = {**metrics, "recall_all": 0.2 + 0.01 * seed, "rare_node_recall": 0.05 + 0.01 * seed}
             rows.append({**base, "method": "rare_node_bbma", "heads": 5, **better})
+            # the negative target below the positive one on node recall in every pair, equal elsewhere
+            worse = {**better, "recall_all": better["recall_all"] - 0.05 - 0.001 * seed}
+            rows.append({**base, "method": "rare_node_bbma_neg", "heads": 5, **worse})
     runs = tmp_path / "runs.csv"
     pd.DataFrame(rows).to_csv(runs, index=False)
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"published_au_prc": {"toy_FUN": 0.30, "other_FUN": 0.25}}))
+    config.write_text(
+        yaml.safe_dump({"published_au_prc": {"toy_FUN": 0.30, "other_FUN": 0.25}}, sort_keys=False)
+    )
     out = tmp_path / "hmc.md"
     out.write_text("# Notes kept\n\n<!-- tables:start -->\nold\n<!-- tables:end -->\n\nTail kept.\n")
     script = str(ROOT / "scripts" / "hmc_report.py")
@@ -199,4 +204,14 @@ def test_report_tables_and_statistics(tmp_path):
     assert reproduction.count("| yes |") == 1 and reproduction.count("| NO |") == 1
     # rare-node recall better in all 12 pairs: exact two-sided Wilcoxon p = 2 / 2**12
     assert "p=0.000488" in text
+    targets = text.split("### Which weight target")[1].split("###")[0]
+    row = next(
+        line for line in targets.splitlines() if line.startswith("| rare_node_bbma_neg vs rare_node_bbma |")
+    )
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[1] == "12" and cells[3].startswith("-0.05") and "p=0.000488" in cells[3]
+    assert cells[6].startswith("+0.0000") and "p=1" in cells[6]  # rare-node recall: identical pairs
+    # the method table lists the datasets in the config's order: toy_FUN before other_FUN
+    methods = text.split("### All methods")[1].split("###")[0]
+    assert methods.index("| toy_FUN |") < methods.index("| other_FUN |")
     assert (tmp_path / "hmc_recall_by_depth.png").stat().st_size > 1000
