@@ -38,7 +38,7 @@ def hierarchy(arff: Path = CELLCYCLE) -> Hierarchy:
     return Hierarchy([f"n{i}" for i in range(500)], [[]] + [[str(f"n{(i - 1) // 4}")] for i in range(1, 500)])
 
 
-def measure(heads: int, mode: str, steps: int, arff: Path) -> dict:
+def measure(heads: int, mode: str, steps: int, arff: Path, features: int = 77, hidden: int = 500) -> dict:
     torch.set_num_threads(1)
     if mode in ("tuned", "heap"):
         keep_freed_memory()
@@ -46,15 +46,15 @@ def measure(heads: int, mode: str, steps: int, arff: Path) -> dict:
         serve_large_blocks_from_heap()
     h = hierarchy(arff)
     torch.manual_seed(0)
-    head = EnsembleHead(77, len(h), heads=heads, hidden=500)
+    head = EnsembleHead(features, len(h), heads=heads, hidden=hidden)
     optimiser = torch.optim.Adam(head.parameters(), lr=1e-4, weight_decay=1e-5, fused=True)
-    targets, _ = h.encode([[h.nodes[i]] for i in (5, 50, 100, 200)])
+    targets, _ = h.encode([[h.nodes[i % len(h)]] for i in (5, 50, 100, 200)])
     loss_fn = build_loss("rare_node" if heads > 1 else "control", h, targets)
-    features = torch.randn(4, 77)
+    inputs = torch.randn(4, features)
 
     def step() -> None:
         optimiser.zero_grad(set_to_none=True)
-        loss_fn(head(features), targets).backward()
+        loss_fn(head(inputs), targets).backward()
         optimiser.step()
 
     for _ in range(20):
@@ -82,13 +82,24 @@ def main() -> None:
     parser.add_argument("--arff", type=Path, default=CELLCYCLE, help="an HMC ARFF whose hierarchy to use")
     parser.add_argument("--heads", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--modes", nargs="+", default=["plain", "tuned"], choices=["plain", "tuned", "heap"])
+    parser.add_argument("--features", type=int, default=77, help="input width (cellcycle_FUN: 77)")
+    parser.add_argument(
+        "--hidden", type=int, default=500, help="hidden width (the config's per-dataset value)"
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(int(args.child[0]), args.child[1], args.steps, args.arff)))
+        print(
+            json.dumps(
+                measure(int(args.child[0]), args.child[1], args.steps, args.arff, args.features, args.hidden)
+            )
+        )
         return
     nodes = len(hierarchy(args.arff))
-    print(f"# {' '.join(sys.argv)}  (1 thread per process, batch 4, hidden 500, N={nodes})")
+    print(
+        f"# {' '.join(sys.argv)}  (1 thread per process, batch 4, "
+        f"{args.features} features, hidden {args.hidden}, N={nodes})"
+    )
     summary = {}
     for heads in args.heads:
         times = {}
@@ -96,6 +107,7 @@ def main() -> None:
             runs = []
             for _ in range(args.repeats):
                 child = [sys.executable, __file__, "--steps", str(args.steps), "--arff", str(args.arff)]
+                child += ["--features", str(args.features), "--hidden", str(args.hidden)]
                 child += ["--child", str(heads), mode]
                 runs.append(
                     json.loads(subprocess.run(child, capture_output=True, text=True, check=True).stdout)
