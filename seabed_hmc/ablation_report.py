@@ -66,11 +66,20 @@ def metric_plot(runs: pd.DataFrame, metric: str, path: Path, mode: str) -> None:
         axis.set_xlabel(_level_name(mode))
         axis.grid(alpha=0.3)
     axes[0][0].set_ylabel(METRICS.get(metric, metric))
-    axes[0][-1].legend(fontsize=8)
+    _legend(axes, fontsize=8)
     figure.suptitle(f"{METRICS.get(metric, metric)} (test; band: range over seeds)")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def _legend(axes, fontsize: int) -> None:
+    """One legend, on the last panel of the first row that has lines (a partial grid may leave a
+    panel empty, e.g. an encoder not yet run at the smallest level)."""
+    for axis in [*axes[0][::-1], *(a for row in axes[1:] for a in row[::-1])]:
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=fontsize)
+            return
 
 
 def depth_plot(runs: pd.DataFrame, path: Path, mode: str) -> None:
@@ -93,7 +102,7 @@ def depth_plot(runs: pd.DataFrame, path: Path, mode: str) -> None:
             axis.set_ylim(-0.02, 1.02)
             axis.grid(alpha=0.3)
         axes[row][0].set_ylabel("macro recall at depth")
-    axes[0][-1].legend(fontsize=8)
+    _legend(axes, fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -125,9 +134,9 @@ def paired_gains(runs: pd.DataFrame, control: str, metric: str) -> pd.DataFrame:
 def gain_trend(runs: pd.DataFrame, control: str, metrics: tuple[str, ...]) -> pd.DataFrame:
     """Does a configuration's gain over control grow as the data shrink?  Per (encoder, configuration,
     metric): Spearman's rank correlation between the level and the per-seed paired gain over every
-    (level, seed) pair (rho < 0: the gain is larger with less data, which for gains below zero means
-    less harm), its two-sided p-value (``scipy.stats.spearmanr``), the Holm-adjusted p over the
-    table's rows, and the mean gain at the smallest and the largest level."""
+    (level, seed) pair (rho < 0: the gain is larger with less data, read as "less harm" when the
+    mean gain is below zero at both ends), its two-sided p-value (``scipy.stats.spearmanr``), the
+    Holm-adjusted p over the table's rows, and the mean gain at the smallest and the largest level."""
     from scipy.stats import spearmanr
 
     base = runs[runs["configuration"] == control].set_index(["encoder", "level", "seed"])
@@ -178,11 +187,20 @@ def gain_trend(runs: pd.DataFrame, control: str, metrics: tuple[str, ...]) -> pd
         table.loc[tested, "p (Holm)"] = holm_bonferroni(table.loc[tested, "p"].to_numpy(float))
     table["p (Holm)"] = table["p (Holm)"].astype(float)
     table.loc[tested, "reading"] = [
-        ("grows as data shrink" if rho < 0 else "shrinks as data shrink")
-        + (" (Holm p < 0.05)" if holm < 0.05 else " (not significant)")
-        for rho, holm in zip(table.loc[tested, "rho"], table.loc[tested, "p (Holm)"], strict=True)
+        _trend_words(row["rho"], row["gain, smallest level"], row["gain, largest level"])
+        + (" (Holm p < 0.05)" if row["p (Holm)"] < 0.05 else " (not significant)")
+        for _, row in table[tested].iterrows()
     ]
     return table
+
+
+def _trend_words(rho: float, smallest: float, largest: float) -> str:
+    """The direction of a trend in words; a gain below zero at both ends is read as harm."""
+    if abs(rho) < 1e-12:
+        return "no trend"
+    if max(smallest, largest) <= 0:
+        return "less harm as data shrink" if rho < 0 else "more harm as data shrink"
+    return "grows as data shrink" if rho < 0 else "shrinks as data shrink"
 
 
 def _formatted_trend(table: pd.DataFrame) -> pd.DataFrame:
@@ -197,16 +215,30 @@ def gain_plot(gains: dict[str, pd.DataFrame], path: Path, mode: str) -> None:
     """Gain over control versus level, one panel per metric, one line per (encoder, configuration)."""
     plt = _plt()
     figure, axes = plt.subplots(1, len(gains), figsize=(4.8 * len(gains), 3.8), squeeze=False)
+    # colour = configuration, line style and marker = encoder: distinct for up to 10 x 4 lines
+    tables = list(gains.values())
+    names = list(dict.fromkeys(n for t in tables for n in t["configuration"]))
+    encoders = list(dict.fromkeys(e for t in tables for e in t["encoder"]))
+    colours = {name: f"C{i % 10}" for i, name in enumerate(names)}
+    styles = {e: (["-", "--", ":", "-."][i % 4], "os^D"[i % 4]) for i, e in enumerate(encoders)}
     for axis, (metric, table) in zip(axes[0], gains.items(), strict=True):
         for (encoder, name), group in table.groupby(["encoder", "configuration"], sort=False):
             group = group.sort_values("level")
-            axis.plot(group["level"], group["gain"], marker="o", label=f"{encoder} / {name}")
+            style, marker = styles[encoder]
+            axis.plot(
+                group["level"],
+                group["gain"],
+                linestyle=style,
+                marker=marker,
+                color=colours[name],
+                label=f"{encoder} / {name}",
+            )
         axis.axhline(0, color="black", linewidth=0.8)
         axis.set_xscale("log")
         axis.set_xlabel(_level_name(mode))
         axis.set_ylabel(f"{METRICS.get(metric, metric)}: method − control")
         axis.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7)
+    _legend(axes, fontsize=7)
     figure.suptitle("gain over control (mean of paired differences over seeds)")
     figure.tight_layout()
     figure.savefig(path, dpi=110)

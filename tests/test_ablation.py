@@ -174,6 +174,11 @@ def test_gain_trend_is_spearman_over_paired_gains():
                 ("e", "weighted", level, seed, control + 0.3 * (1 - level) + rng.normal(0, 0.02), 0.5)
             )
             rows.append(("e", "flat", level, seed, control + 0.1, 0.5))
+            # below control everywhere, less so with less data: "less harm", not "grows"
+            rows.append(("e", "harmful", level, seed, control - 0.1 - 0.2 * level, 0.5))
+            # node F1: the same gain at the two ends and a bump in the middle: Spearman's rho exactly 0
+            bump = {0.05: 0.0, 0.1: 0.1, 0.25: 0.2, 0.5: 0.1, 1.0: 0.0}[level]
+            rows.append(("e", "bump", level, seed, control, 0.5 + bump))
     runs = pd.DataFrame(
         rows, columns=["encoder", "configuration", "level", "seed", "rare_node_recall", "f1_all"]
     )
@@ -198,6 +203,10 @@ def test_gain_trend_is_spearman_over_paired_gains():
     assert lonely.set_index("encoder").loc["no control yet", "reading"] == "no pairs with control yet"
     flat = table.loc[("flat", "rare-node recall")]
     assert np.isnan(flat["rho"]) and flat["reading"] == "no variation (the same gain everywhere)"
+    harmful = table.loc[("harmful", "rare-node recall")]
+    assert harmful["rho"] < -0.8 and harmful["reading"] == "less harm as data shrink (Holm p < 0.05)"
+    bump = table.loc[("bump", "node F1")]
+    assert abs(bump["rho"]) < 1e-12 and bump["reading"] == "no trend (not significant)"
 
 
 def test_quick_config_builds_its_cells(tmp_path):
