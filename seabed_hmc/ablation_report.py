@@ -94,6 +94,8 @@ def depth_plot(runs: pd.DataFrame, path: Path, mode: str) -> None:
         for column, encoder in enumerate(encoders):
             axis = axes[row][column]
             subset = runs[(runs["encoder"] == encoder) & (runs["level"] == level)]
+            if subset.empty:
+                axis.text(0.5, 0.5, "no cells yet", ha="center", va="center", transform=axis.transAxes)
             for name, group in subset.groupby("configuration", sort=False):
                 mean = recall_by_depth(group).mean(axis=0)
                 axis.plot(mean.index, mean.to_numpy(), marker="o", label=name)
