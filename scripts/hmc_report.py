@@ -88,13 +88,14 @@ METHOD_ORDER = [
 
 
 def ordered(runs: pd.DataFrame, datasets: list[str]) -> pd.DataFrame:
-    """Runs sorted by dataset (as listed in the config, unknown ones last), method and heads."""
-    rank = {name: i for i, name in enumerate(datasets)}
+    """Runs sorted by dataset (as listed in the config, unknown ones last), method, heads and seed."""
+    dataset_rank = {name: i for i, name in enumerate(datasets)}
     method_rank = {name: i for i, name in enumerate(METHOD_ORDER)}
-    key = runs.dataset.map(lambda d: rank.get(d, len(rank))) * 100 + runs.method.map(
-        lambda m: method_rank.get(m, len(method_rank))
-    )
-    return runs.assign(_key=key).sort_values(["_key", "heads", "seed"], kind="stable").drop(columns="_key")
+    keys = {
+        "_dataset": runs.dataset.map(lambda d: dataset_rank.get(d, len(dataset_rank))),
+        "_method": runs.method.map(lambda m: method_rank.get(m, len(method_rank))),
+    }
+    return runs.assign(**keys).sort_values([*keys, "heads", "seed"], kind="stable").drop(columns=list(keys))
 
 
 def method_table(runs: pd.DataFrame) -> str:

@@ -189,7 +189,7 @@ def test_report_tables_and_statistics(tmp_path):
     pd.DataFrame(rows).to_csv(runs, index=False)
     config = tmp_path / "config.yaml"
     config.write_text(
-        yaml.safe_dump({"published_au_prc": {"toy_FUN": 0.30, "other_FUN": 0.25}}, sort_keys=False)
+        yaml.safe_dump({"published_au_prc": {"other_FUN": 0.25, "toy_FUN": 0.30}}, sort_keys=False)
     )
     out = tmp_path / "hmc.md"
     out.write_text("# Notes kept\n\n<!-- tables:start -->\nold\n<!-- tables:end -->\n\nTail kept.\n")
@@ -211,7 +211,7 @@ def test_report_tables_and_statistics(tmp_path):
     cells = [c.strip() for c in row.split("|")[1:-1]]
     assert cells[1] == "12" and cells[3].startswith("-0.05") and "p=0.000488" in cells[3]
     assert cells[6].startswith("+0.0000") and "p=1" in cells[6]  # rare-node recall: identical pairs
-    # the method table lists the datasets in the config's order: toy_FUN before other_FUN
+    # the method table lists the datasets in the config's order (other_FUN first), not the CSV's
     methods = text.split("### All methods")[1].split("###")[0]
-    assert methods.index("| toy_FUN |") < methods.index("| other_FUN |")
+    assert methods.index("| other_FUN |") < methods.index("| toy_FUN |")
     assert (tmp_path / "hmc_recall_by_depth.png").stat().st_size > 1000
