@@ -116,6 +116,21 @@ def significance(runs: pd.DataFrame) -> str:
     return markdown_table(compare_to_control(runs, METRICS, ["dataset", "seed"]))
 
 
+def ensemble_sizes(runs: pd.DataFrame) -> str:
+    """Ensemble methods run with a size other than the default 5: one row per (dataset, method,
+    size), the default-size runs of the same dataset and method included for comparison."""
+    multi = runs[runs.heads > 1]
+    other_size = multi.heads.ne(5).groupby([multi.dataset, multi.method]).transform("any")
+    multi = multi[other_size]
+    if multi.empty:
+        return "(no ensemble method has runs with a size other than 5 yet)"
+    table = mean_table(multi, ["dataset", "method", "heads"], METRICS)
+    table["s/run"] = (
+        multi.groupby(["dataset", "method", "heads"], sort=False).seconds.mean().round().astype(int).values
+    )
+    return markdown_table(table)
+
+
 def weight_targets(runs: pd.DataFrame) -> str:
     """The negative weight target against the positive one, per method, paired on (dataset, seed)."""
     comparisons = [
@@ -173,6 +188,8 @@ def main() -> None:
         "Mean difference (negative target - positive target), ratio of means, two-sided Wilcoxon "
         "signed-rank p, and the Holm-adjusted p over the three methods.",
         weight_targets(main_runs),
+        "### Ensemble sizes other than 5 (with the 5-head runs of the same dataset and method)",
+        ensemble_sizes(runs),
         "### Recall by depth (FunCat)",
         plot_depths(main_runs, args.out.with_name("hmc_recall_by_depth.png")),
     ]

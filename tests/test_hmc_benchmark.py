@@ -185,6 +185,8 @@ def test_report_tables_and_statistics(tmp_path):
             # the negative target below the positive one on node recall in every pair, equal elsewhere
             worse = {**better, "recall_all": better["recall_all"] - 0.05 - 0.001 * seed}
             rows.append({**base, "method": "rare_node_bbma_neg", "heads": 5, **worse})
+            if dataset == "toy_FUN" and seed < 2:  # a second ensemble size for one dataset
+                rows.append({**base, "method": "rare_node_bbma_neg", "heads": 20, **worse, "seconds": 99.0})
     runs = tmp_path / "runs.csv"
     pd.DataFrame(rows).to_csv(runs, index=False)
     config = tmp_path / "config.yaml"
@@ -211,6 +213,9 @@ def test_report_tables_and_statistics(tmp_path):
     cells = [c.strip() for c in row.split("|")[1:-1]]
     assert cells[1] == "12" and cells[3].startswith("-0.05") and "p=0.000488" in cells[3]
     assert cells[6].startswith("+0.0000") and "p=1" in cells[6]  # rare-node recall: identical pairs
+    sizes = text.split("### Ensemble size")[1].split("###")[0]
+    assert "| toy_FUN | rare_node_bbma_neg | 20 | 2 |" in sizes and "| 99 |" in sizes
+    assert "| toy_FUN | rare_node_bbma_neg | 5 | 6 |" in sizes and "other_FUN" not in sizes
     # the method table lists the datasets in the config's order (other_FUN first), not the CSV's
     methods = text.split("### All methods")[1].split("###")[0]
     assert methods.index("| other_FUN |") < methods.index("| toy_FUN |")
