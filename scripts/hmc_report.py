@@ -98,14 +98,18 @@ def ordered(runs: pd.DataFrame, datasets: list[str]) -> pd.DataFrame:
     return runs.assign(**keys).sort_values([*keys, "heads", "seed"], kind="stable").drop(columns=list(keys))
 
 
+def seconds_per_run(runs: pd.DataFrame) -> np.ndarray:
+    """Mean wall seconds per (dataset, method, heads), in the order of ``mean_table`` on those keys."""
+    by = ["dataset", "method", "heads"]
+    return runs.groupby(by, sort=False).seconds.mean().round().astype(int).to_numpy()
+
+
 def method_table(runs: pd.DataFrame) -> str:
     runs = runs.assign(deep_recall=runs.apply(deepest_recall, axis=1))
     table = mean_table(
         runs, ["dataset", "method", "heads"], {**METRICS, "deep_recall": "recall, 2 deepest levels"}
     )
-    table["s/run"] = (
-        runs.groupby(["dataset", "method", "heads"], sort=False).seconds.mean().round().astype(int).values
-    )
+    table["s/run"] = seconds_per_run(runs)
     return markdown_table(table)
 
 
@@ -125,9 +129,7 @@ def ensemble_sizes(runs: pd.DataFrame) -> str:
     if multi.empty:
         return "(no ensemble method has runs with a size other than 5 yet)"
     table = mean_table(multi, ["dataset", "method", "heads"], METRICS)
-    table["s/run"] = (
-        multi.groupby(["dataset", "method", "heads"], sort=False).seconds.mean().round().astype(int).values
-    )
+    table["s/run"] = seconds_per_run(multi)
     return markdown_table(table)
 
 
