@@ -7,6 +7,9 @@ Finished (dataset, method, seed, heads) rows already in the CSV are skipped, so 
 where it stopped.  Each row is appended under a file lock and the file is replaced atomically, so
 several jobs (``--jobs``) or several invocations can share one CSV.  Per-dataset hyper-parameters come
 from ``configs/hmc_benchmarks.yaml``; ``--datasets`` also takes the groups FUN, GO, others and all.
+``--set KEY=VALUE`` overrides one setting for every run of the invocation (e.g. ``--set
+weight_decay=2e-6``); the overrides are recorded in the row's ``overrides`` column, which is part of
+the resume key, so such runs sit beside the default-setting ones in the same CSV.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from seabed_hmc.reporting import append_row
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs" / "hmc_benchmarks.yaml"
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "hmc_benchmarks" / "HMC_data"
-KEY = ["dataset", "method", "seed", "heads"]
+KEY = ["dataset", "method", "seed", "heads", "overrides"]
 GROUPS = {
     "FUN": lambda name: name.endswith("_FUN"),
     "GO": lambda name: name.endswith("_GO"),
@@ -47,7 +50,7 @@ def load_config(path: Path) -> dict:
     return config
 
 
-def dataset_settings(config: dict, name: str, heads: int | None) -> dict:
+def dataset_settings(config: dict, name: str, heads: int | None, overrides: dict | None = None) -> dict:
     if name not in config["datasets"]:
         raise SystemExit(
             f"dataset {name!r} has no entry under 'datasets' in the config; add its hyper-parameters"
@@ -55,7 +58,34 @@ def dataset_settings(config: dict, name: str, heads: int | None) -> dict:
     settings = {**config["defaults"], **config["datasets"][name]}
     if heads is not None:
         settings["heads"] = heads
+    for key, value in (overrides or {}).items():
+        if key not in settings:
+            known = ", ".join(sorted(settings))
+            raise SystemExit(f"--set {key}: {name} has no setting {key!r}; the settings are: {known}")
+        settings[key] = value
     return settings
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["weight_decay=2e-6", ...]`` as a dict; values parsed as YAML scalars (numbers stay numbers)."""
+    overrides = {}
+    for pair in pairs:
+        key, equals, text = pair.partition("=")
+        if not equals or not key.strip():
+            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE, e.g. --set weight_decay=2e-6")
+        value = yaml.safe_load(text)
+        if isinstance(value, str):  # YAML 1.1 reads 2e-6 (no decimal point) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        overrides[key.strip()] = value
+    return overrides
+
+
+def overrides_text(overrides: dict) -> str:
+    """The canonical text of the overrides, as stored in the ``overrides`` column ("" for none)."""
+    return ";".join(f"{key}={overrides[key]}" for key in sorted(overrides))
 
 
 def expand_datasets(names: list[str], config: dict, data: Path) -> list[str]:
@@ -73,8 +103,11 @@ def expand_datasets(names: list[str], config: dict, data: Path) -> list[str]:
 def finished_keys(out: Path) -> set[tuple]:
     if not out.exists():
         return set()
-    table = pd.read_csv(out)
-    return {tuple(row) for row in table[KEY].astype({"seed": int, "heads": int}).itertuples(index=False)}
+    table = pd.read_csv(out, dtype={"overrides": str})
+    if "overrides" not in table:  # tables written before the column existed: default settings
+        table["overrides"] = ""
+    table = table.fillna({"overrides": ""}).astype({"seed": int, "heads": int})
+    return {tuple(row) for row in table[KEY].itertuples(index=False)}
 
 
 @functools.lru_cache(maxsize=4)
@@ -82,11 +115,14 @@ def cached_dataset(data: str, name: str):
     return load_hmc_dataset(data, name)
 
 
-def run_job(data: str, name: str, method: str, seed: int, settings: dict, threads: int, out: str) -> dict:
+def run_job(
+    data: str, name: str, method: str, seed: int, settings: dict, threads: int, out: str, overrides: str = ""
+) -> dict:
     import torch
 
     torch.set_num_threads(threads)
     row = run_one(cached_dataset(data, name), method, seed, settings)
+    row["overrides"] = overrides
     append_row(Path(out), row)
     return row
 
@@ -99,6 +135,13 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--heads", type=int, default=None, help="ensemble size (overrides the config)")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config setting for these runs, e.g. weight_decay=2e-6 (repeatable)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "hmc.csv")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
     parser.add_argument(
@@ -112,13 +155,15 @@ def main() -> None:
         )
     config = load_config(args.config)
     datasets = expand_datasets(args.datasets, config, args.data)
+    overrides = parse_overrides(args.set)
+    tag = overrides_text(overrides)
     done = finished_keys(args.out)
     jobs = []
     for seed in args.seeds:
         for name in datasets:
-            settings = dataset_settings(config, name, args.heads)
+            settings = dataset_settings(config, name, args.heads, overrides)
             for method in args.methods:
-                if (name, method, seed, heads_for(method, settings)) in done:
+                if (name, method, seed, heads_for(method, settings), tag) in done:
                     continue
                 jobs.append((name, method, seed, settings))
     skipped = len(args.seeds) * len(datasets) * len(args.methods) - len(jobs)
@@ -127,7 +172,7 @@ def main() -> None:
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     start = time.perf_counter()
     submit_args = [
-        (str(args.data), name, method, seed, settings, threads, str(args.out))
+        (str(args.data), name, method, seed, settings, threads, str(args.out), tag)
         for name, method, seed, settings in jobs
     ]
     if args.jobs == 1:  # in this process: no start-up cost, plain tracebacks

@@ -164,6 +164,16 @@ def test_script_appends_rows_and_resumes(toy_data, tmp_path):
         [*command[:2], "--data", str(tmp_path / "nowhere")], capture_output=True, text=True
     )
     assert missing.returncode != 0 and "is not a folder" in missing.stderr
+    # an overridden setting is a different run: it is made, recorded, and resumed on its own key
+    changed = [*command[:7], "control", "--seeds", "0", *command[-4:], "--set", "weight_decay=1e-3"]
+    first = subprocess.run(changed, capture_output=True, text=True, check=True)
+    assert "1 runs to do, 0 already" in first.stdout
+    table = pd.read_csv(out, dtype={"overrides": str})
+    assert table.overrides.fillna("").tolist() == ["", "", "", "", "weight_decay=0.001"]
+    assert "0 runs to do, 1 already" in subprocess.run(changed, capture_output=True, text=True).stdout
+    for bad, message in (("nonsense=1", "no setting 'nonsense'"), ("weight_decay", "expected KEY=VALUE")):
+        refused = subprocess.run([*changed[:-1], bad], capture_output=True, text=True)
+        assert refused.returncode != 0 and message in refused.stderr
 
 
 def test_report_tables_and_statistics(tmp_path):
@@ -187,6 +197,9 @@ def test_report_tables_and_statistics(tmp_path):
             rows.append({**base, "method": "rare_node_bbma_neg", "heads": 5, **worse})
             if dataset == "toy_FUN" and seed < 2:  # a second ensemble size for one dataset
                 rows.append({**base, "method": "rare_node_bbma_neg", "heads": 20, **worse, "seconds": 99.0})
+            if dataset == "toy_FUN" and seed == 0:  # an overridden setting: kept out of the main tables
+                changed = {**better, "au_prc": 0.9, "overrides": "weight_decay=1e-06"}
+                rows.append({**base, "method": "rare_node_bbma", "heads": 5, **changed})
     runs = tmp_path / "runs.csv"
     pd.DataFrame(rows).to_csv(runs, index=False)
     config = tmp_path / "config.yaml"
@@ -220,3 +233,7 @@ def test_report_tables_and_statistics(tmp_path):
     methods = text.split("### All methods")[1].split("###")[0]
     assert methods.index("| other_FUN |") < methods.index("| toy_FUN |")
     assert (tmp_path / "hmc_recall_by_depth.png").stat().st_size > 1000
+    assert "| toy_FUN | rare_node_bbma | 5 | 6 |" in methods and "0.9000" not in text.split("### Runs with")[0]
+    changed = text.split("### Runs with overridden settings")[1]
+    assert "| toy_FUN | rare_node_bbma | 5 | (config) | 6 |" in changed
+    assert "| toy_FUN | rare_node_bbma | 5 | weight_decay=1e-06 | 1 | 0.9000 |" in changed
