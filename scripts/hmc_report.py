@@ -161,6 +161,12 @@ def overridden(runs: pd.DataFrame) -> str:
     return markdown_table(table)
 
 
+def legacy_decay(runs: pd.DataFrame) -> pd.DataFrame:
+    """Single-head runs with the config's settings and 5-head runs with ``decay_per_head=False``."""
+    single = (runs.heads == 1) & (runs.overrides == "")
+    return runs[single | ((runs.heads == 5) & (runs.overrides == "decay_per_head=False"))]
+
+
 def plot_depths(runs: pd.DataFrame, path: Path) -> str:
     funcat = runs[runs.dataset.str.endswith("_FUN")]
     methods = [
@@ -208,7 +214,11 @@ def main() -> None:
         "### Which weight target: negative against positive (paired over datasets x seeds)",
         "Mean difference (negative target - positive target), ratio of means, two-sided Wilcoxon "
         "signed-rank p, and the Holm-adjusted p over the three methods.",
+        "With the config's settings:",
         weight_targets(main_runs),
+        "With `decay_per_head=False` for the 5-head ensembles (every head decayed like a whole control "
+        "model; the setting of all ensemble runs made before `decay_per_head` existed):",
+        weight_targets(legacy_decay(everything)),
         "### Ensemble sizes other than 5 (with the 5-head runs of the same dataset and method)",
         ensemble_sizes(runs),
         "### Recall by depth (FunCat)",

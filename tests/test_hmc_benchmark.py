@@ -18,6 +18,7 @@ from seabed_hmc.engine import TabularSettings, predict_tabular, train_tabular
 from seabed_hmc.engine.hmc_benchmark import METHODS, heads_for, run_one
 from seabed_hmc.hierarchy import Hierarchy
 from seabed_hmc.losses import build_loss
+from seabed_hmc.models import EnsembleHead
 
 ROOT = Path(__file__).resolve().parents[1]
 LEAVES = ["01/01", "01/02", "02/01/01", "02/02"]
@@ -84,6 +85,46 @@ def test_training_learns_and_is_deterministic():
     accuracy = ((probabilities >= 0.5) == (targets > 0.5)).float().mean().item()
     assert accuracy > 0.95
     assert torch.all(spread == 0)  # one head
+
+
+class IdenticalHeads(EnsembleHead):
+    """Every head starts from the same weights, whatever the ensemble size."""
+
+    def reset_parameters(self) -> None:
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for parameter in [*self.weights, *self.biases]:
+                one = torch.rand(parameter.shape[1:], generator=generator) - 0.5
+                parameter.copy_(one.expand_as(parameter))
+
+
+@pytest.mark.parametrize("heads", [2, 4])
+def test_decay_per_head_makes_each_head_train_like_a_single_model(monkeypatch, heads):
+    """Identical heads without dropout under the per-head MCLoss: with the decay divided by H each head
+    follows the single-head run (Adam is scale-invariant up to eps); with the whole decay it does not."""
+    monkeypatch.setattr("seabed_hmc.engine.tabular.EnsembleHead", IdenticalHeads)
+    rng = np.random.default_rng(2)
+    h = Hierarchy.from_paths(["a > b", "a > c", "d > e"], sep=" > ")
+    leaf = rng.integers(0, 3, size=64)
+    features = torch.as_tensor(rng.normal(size=(64, 3)) + 2 * np.eye(3)[leaf], dtype=torch.float32)
+    targets, mask = h.encode([["a > b", "a > c", "d > e"][i] for i in leaf])
+    loss_fn = build_loss("control", h)
+    common = {"hidden": 8, "epochs": 10, "learning_rate": 1e-2, "batch_size": 8, "dropout": 0.0}
+    common["weight_decay"] = 0.05  # large enough to matter in 80 steps
+
+    def trained(heads: int, decay_per_head: bool) -> list[torch.Tensor]:
+        settings = TabularSettings(**common, heads=heads, decay_per_head=decay_per_head)
+        model = train_tabular(features, targets, mask, loss_fn, settings, seed=0)
+        return [p.detach() for p in model.parameters()]
+
+    single = trained(1, True)
+    per_head = trained(heads, True)
+    whole = trained(heads, False)
+    for one, many, unscaled in zip(single, per_head, whole, strict=True):
+        for head in range(heads):
+            torch.testing.assert_close(many[head], one[0], rtol=1e-4, atol=1e-5)
+        assert (unscaled[0] - one[0]).abs().max() > 1e-3
+    assert TabularSettings(**common, heads=heads).optimiser_weight_decay == pytest.approx(0.05 / heads)
 
 
 def test_allocator_tuning_applies_on_glibc():

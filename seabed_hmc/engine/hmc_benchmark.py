@@ -99,6 +99,7 @@ def run_one(
         weight_decay=float(settings["weight_decay"]),
         dropout=float(settings["dropout"]),
         layers=int(settings["layers"]),
+        decay_per_head=bool(settings.get("decay_per_head", True)),
     )
     model = train_tabular(x_train, y_train, mask_train, loss_fn, tabular, seed, indices, progress)
     probabilities, _ = predict_tabular(model, x_test, hierarchy)
@@ -113,6 +114,7 @@ def run_one(
         "weight_target": spec.weight_target if PRESETS[spec.preset].node_weights else "",
         "heads": heads,
         "epochs": tabular.epochs,
+        "optimiser_weight_decay": tabular.optimiser_weight_decay,
         "train_samples": len(x_train) if indices is None else len(indices),
         "test_samples": len(x_test),
         "evaluated_nodes": int(hierarchy.evaluated.sum()),
