@@ -76,7 +76,10 @@ def train_tabular(
         dropout=settings.dropout,
     )
     optimiser = torch.optim.Adam(
-        model.parameters(), lr=settings.learning_rate, weight_decay=settings.optimiser_weight_decay, fused=True
+        model.parameters(),
+        lr=settings.learning_rate,
+        weight_decay=settings.optimiser_weight_decay,
+        fused=True,
     )
     order = torch.Generator().manual_seed(seed)
     rows = torch.arange(len(features)) if sample_indices is None else torch.as_tensor(sample_indices)
