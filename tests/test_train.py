@@ -254,3 +254,24 @@ def test_evaluate_and_predict_use_the_runs_column_names(seafloor, tmp_path):
     checkpoint = tmp_path / "run" / "best.pt"
     assert evaluate_checkpoint(checkpoint, renamed, workers=0)["images"] == 40
     assert predict_images(checkpoint, renamed, tmp_path / "p.csv", workers=0)["predicted"] == 40
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_adam_l2_is_per_head_and_adamw_decay_is_not_scaled(optimizer):
+    """The loss is a mean over heads: Adam's coupled L2 is divided by H, AdamW's decoupled decay is not."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from seabed_hmc.config import RunConfig
+    from seabed_hmc.engine.train import _optimiser
+    from seabed_hmc.models import EnsembleHead
+
+    config = RunConfig()
+    config = dataclasses.replace(
+        config, train=dataclasses.replace(config.train, optimizer=optimizer, weight_decay=0.02)
+    )
+    model = SimpleNamespace(head=EnsembleHead(6, 5, heads=4, hidden=3), encoder=torch.nn.Linear(2, 2))
+    optimiser = _optimiser(model, config, head_only=False)
+    assert type(optimiser).__name__ == {"adam": "Adam", "adamw": "AdamW"}[optimizer]
+    expected = 0.005 if optimizer == "adam" else 0.02
+    assert [group["weight_decay"] for group in optimiser.param_groups] == [expected, expected]

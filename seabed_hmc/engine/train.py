@@ -336,7 +336,11 @@ def _optimiser(model: HierarchicalClassifier, config: RunConfig, head_only: bool
     if settings.optimizer == "adamw":
         return torch.optim.AdamW(groups, weight_decay=settings.weight_decay, fused=fused)
     if settings.optimizer == "adam":
-        return torch.optim.Adam(groups, weight_decay=settings.weight_decay, fused=fused)
+        # Adam's L2 is coupled to the gradient, and the loss is a mean over the H heads (each head's
+        # gradient is 1/H of a lone head's): weight_decay / H keeps a head's loss-to-decay balance that
+        # of a single-head model (engine/tabular.py, docs/results/hmc.md).  AdamW's decay is decoupled.
+        decay = settings.weight_decay / model.head.heads
+        return torch.optim.Adam(groups, weight_decay=decay, fused=fused)
     raise ValueError(f"train.optimizer must be adamw or adam, got {settings.optimizer!r}")
 
 
