@@ -122,15 +122,28 @@ def significance(runs: pd.DataFrame) -> str:
 
 def ensemble_sizes(runs: pd.DataFrame) -> str:
     """Ensemble methods run with a size other than the default 5: one row per (dataset, method,
-    size), the default-size runs of the same dataset and method included for comparison."""
-    multi = runs[runs.heads > 1]
-    other_size = multi.heads.ne(5).groupby([multi.dataset, multi.method]).transform("any")
-    multi = multi[other_size]
+    weight-decay setting, size), the default-size runs of the same dataset and method included."""
+    multi = runs[(runs.heads > 1) & runs.overrides.isin(["", "decay_per_head=False"])]
+    multi = multi.assign(decay=multi.overrides.map({"": "yes", "decay_per_head=False": "no"}))
+    groups = [multi.dataset, multi.method, multi.decay]
+    multi = multi[multi.heads.ne(5).groupby(groups).transform("any")]
     if multi.empty:
         return "(no ensemble method has runs with a size other than 5 yet)"
-    table = mean_table(multi, ["dataset", "method", "heads"], METRICS)
-    table["s/run"] = seconds_per_run(multi)
+    ranks = {  # keep the incoming dataset and method order; per-head decay first, then by size
+        "_dataset": multi.dataset.map(first_seen(multi.dataset)),
+        "_method": multi.method.map(first_seen(multi.method)),
+        "_decay": multi.decay.eq("no"),
+    }
+    multi = multi.assign(**ranks).sort_values([*ranks, "heads"], kind="stable").drop(columns=list(ranks))
+    by = ["dataset", "method", "decay", "heads"]
+    table = mean_table(multi, by, METRICS).rename(columns={"decay": "decay per head"})
+    table["s/run"] = multi.groupby(by, sort=False).seconds.mean().round().astype(int).to_numpy()
     return markdown_table(table)
+
+
+def first_seen(column: pd.Series) -> dict:
+    """Rank of each value by its first appearance (keeps an earlier ordering under a later sort)."""
+    return {value: rank for rank, value in enumerate(dict.fromkeys(column))}
 
 
 def weight_targets(runs: pd.DataFrame) -> str:
@@ -165,6 +178,21 @@ def legacy_decay(runs: pd.DataFrame) -> pd.DataFrame:
     """Single-head runs with the config's settings and 5-head runs with ``decay_per_head=False``."""
     single = (runs.heads == 1) & (runs.overrides == "")
     return runs[single | ((runs.heads == 5) & (runs.overrides == "decay_per_head=False"))]
+
+
+def decay_comparison(runs: pd.DataFrame) -> str:
+    """Each ensemble method with the per-head weight decay (the config's) against the same method with
+    ``decay_per_head=False``, paired on (dataset, seed, heads)."""
+    ensembles = runs[runs.heads > 1]
+    per_head = ensembles[ensembles.overrides == ""]
+    whole = ensembles[ensembles.overrides == "decay_per_head=False"]
+    whole = whole.assign(method=whole.method + " (decay not per head)")
+    both = sorted(set(per_head.method) & {m.removesuffix(" (decay not per head)") for m in whole.method})
+    if not both:
+        return "(no ensemble method has runs with both weight-decay settings yet)"
+    comparisons = [(m, f"{m} (decay not per head)") for m in both]
+    pairs = pd.concat([per_head, whole])
+    return markdown_table(compare_pairs(pairs, METRICS, ["dataset", "seed", "heads"], comparisons))
 
 
 def plot_depths(runs: pd.DataFrame, path: Path) -> str:
@@ -219,8 +247,13 @@ def main() -> None:
         "With `decay_per_head=False` for the 5-head ensembles (every head decayed like a whole control "
         "model; the setting of all ensemble runs made before `decay_per_head` existed):",
         weight_targets(legacy_decay(everything)),
+        "### Weight decay per head against the whole decay on every head (paired over datasets x seeds x "
+        "ensemble sizes)",
+        "Mean difference (`decay_per_head`, the config's setting, minus `decay_per_head=False`), ratio of "
+        "means, two-sided Wilcoxon signed-rank p, Holm over the methods.",
+        decay_comparison(everything),
         "### Ensemble sizes other than 5 (with the 5-head runs of the same dataset and method)",
-        ensemble_sizes(runs),
+        ensemble_sizes(everything),
         "### Recall by depth (FunCat)",
         plot_depths(main_runs, args.out.with_name("hmc_recall_by_depth.png")),
         "### Runs with overridden settings (`--set`), beside the config's",

@@ -238,6 +238,12 @@ def test_report_tables_and_statistics(tmp_path):
             rows.append({**base, "method": "rare_node_bbma_neg", "heads": 5, **worse})
             if dataset == "toy_FUN" and seed < 2:  # a second ensemble size for one dataset
                 rows.append({**base, "method": "rare_node_bbma_neg", "heads": 20, **worse, "seconds": 99.0})
+            if dataset == "toy_FUN":  # the whole decay on every head: node F1 lower by 0.02 + 0.001 * seed
+                unscaled = {**worse, "f1_all": worse["f1_all"] - 0.02 - 0.001 * seed}
+                overrides = "decay_per_head=False"
+                rows.append(
+                    {**base, "method": "rare_node_bbma_neg", "heads": 5, **unscaled, "overrides": overrides}
+                )
             if dataset == "toy_FUN" and seed == 0:  # an overridden setting: kept out of the main tables
                 changed = {**better, "au_prc": 0.9, "overrides": "weight_decay=1e-06"}
                 rows.append({**base, "method": "rare_node_bbma", "heads": 5, **changed})
@@ -268,8 +274,14 @@ def test_report_tables_and_statistics(tmp_path):
     assert cells[1] == "12" and cells[3].startswith("-0.05") and "p=0.000488" in cells[3]
     assert cells[6].startswith("+0.0000") and "p=1" in cells[6]  # rare-node recall: identical pairs
     sizes = text.split("### Ensemble size")[1].split("###")[0]
-    assert "| toy_FUN | rare_node_bbma_neg | 20 | 2 |" in sizes and "| 99 |" in sizes
-    assert "| toy_FUN | rare_node_bbma_neg | 5 | 6 |" in sizes and "other_FUN" not in sizes
+    assert "| toy_FUN | rare_node_bbma_neg | yes | 20 | 2 |" in sizes and "| 99 |" in sizes
+    assert "| toy_FUN | rare_node_bbma_neg | yes | 5 | 6 |" in sizes and "other_FUN" not in sizes
+    assert "| rare_node_bbma_neg | no |" not in sizes  # no other size with the whole decay
+    decay = text.split("### Weight decay per head")[1].split("###")[0]
+    row = next(line for line in decay.splitlines() if line.startswith("| rare_node_bbma_neg vs "))
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    # per-head decay above the whole decay in all 6 toy_FUN pairs: p = 2 / 2**6
+    assert cells[1] == "6" and cells[4].startswith("+0.0225") and "p=0.0312" in cells[4]
     # the method table lists the datasets in the config's order (other_FUN first), not the CSV's
     methods = text.split("### All methods")[1].split("###")[0]
     assert methods.index("| other_FUN |") < methods.index("| toy_FUN |")
