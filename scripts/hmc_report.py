@@ -174,6 +174,20 @@ def overridden(runs: pd.DataFrame) -> str:
     return markdown_table(table)
 
 
+def focal_over_weights(runs: pd.DataFrame) -> str:
+    """Each ``rare_node`` method against the node weights alone (``imbalance``) with the same weight
+    target: what the focal factor and the ensemble add, paired on (dataset, seed)."""
+    comparisons = [
+        (method, "imbalance_neg" if method.endswith("_neg") else "imbalance")
+        for method in sorted(set(runs.method))
+        if method.startswith("rare_node")
+        and ("imbalance_neg" if method.endswith("_neg") else "imbalance") in set(runs.method)
+    ]
+    if not comparisons:
+        return "(no rare_node method has runs beside imbalance with the same weight target yet)"
+    return markdown_table(compare_pairs(runs, METRICS, ["dataset", "seed"], comparisons))
+
+
 def legacy_decay(runs: pd.DataFrame) -> pd.DataFrame:
     """Single-head runs with the config's settings and 5-head runs with ``decay_per_head=False``."""
     single = (runs.heads == 1) & (runs.overrides == "")
@@ -247,6 +261,11 @@ def main() -> None:
         "With `decay_per_head=False` for the 5-head ensembles (every head decayed like a whole control "
         "model; the setting of all ensemble runs made before `decay_per_head` existed):",
         weight_targets(legacy_decay(everything)),
+        "### rare_node against the node weights alone (imbalance, same weight target; paired over datasets "
+        "x seeds)",
+        "Mean difference (rare_node - imbalance), ratio of means, two-sided Wilcoxon signed-rank p, Holm "
+        "over the methods: what the focal factor and the 5-head ensemble add to the node weights.",
+        focal_over_weights(main_runs),
         "### Weight decay per head against the whole decay on every head (paired over datasets x seeds x "
         "ensemble sizes)",
         "Mean difference (`decay_per_head`, the config's setting, minus `decay_per_head=False`), ratio of "

@@ -238,6 +238,9 @@ def test_report_tables_and_statistics(tmp_path):
             rows.append({**base, "method": "rare_node_bbma_neg", "heads": 5, **worse})
             if dataset == "toy_FUN" and seed < 2:  # a second ensemble size for one dataset
                 rows.append({**base, "method": "rare_node_bbma_neg", "heads": 20, **worse, "seconds": 99.0})
+            # node weights alone: node recall 0.03 above rare_node_bbma_neg's in every pair
+            weights = {**worse, "recall_all": worse["recall_all"] + 0.03}
+            rows.append({**base, "method": "imbalance_neg", "heads": 1, **weights})
             if dataset == "toy_FUN":  # the whole decay on every head: node F1 lower by 0.02 + 0.001 * seed
                 unscaled = {**worse, "f1_all": worse["f1_all"] - 0.02 - 0.001 * seed}
                 overrides = "decay_per_head=False"
@@ -277,6 +280,13 @@ def test_report_tables_and_statistics(tmp_path):
     assert "| toy_FUN | rare_node_bbma_neg | yes | 20 | 2 |" in sizes and "| 99 |" in sizes
     assert "| toy_FUN | rare_node_bbma_neg | yes | 5 | 6 |" in sizes and "other_FUN" not in sizes
     assert "| rare_node_bbma_neg | no |" not in sizes  # no other size with the whole decay
+    focal = text.split("### rare_node against the node weights")[1].split("###")[0]
+    row = next(
+        line for line in focal.splitlines() if line.startswith("| rare_node_bbma_neg vs imbalance_neg |")
+    )
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[1] == "12" and cells[3].startswith("-0.0300") and "p=0.000488" in cells[3]
+    assert "rare_node_bbma vs" not in focal  # no positive-target imbalance runs to pair with
     decay = text.split("### Weight decay per head")[1].split("###")[0]
     row = next(line for line in decay.splitlines() if line.startswith("| rare_node_bbma_neg vs "))
     cells = [c.strip() for c in row.split("|")[1:-1]]
