@@ -83,7 +83,7 @@ class LossConfig:
 class TrainConfig:
     epochs: int = 20
     batch_size: int = 32
-    optimizer: str = "adamw"  # adamw | adam (adam: the L2 is weight_decay / heads, see engine/train.py)
+    optimizer: str = "adamw"  # adamw | adam (adam: the heads' L2 is weight_decay / heads, engine/train.py)
     learning_rate: float = 1e-3
     encoder_learning_rate: float | None = None  # default: learning_rate / 10 for a trainable encoder
     weight_decay: float = 1e-4

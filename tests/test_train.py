@@ -258,7 +258,8 @@ def test_evaluate_and_predict_use_the_runs_column_names(seafloor, tmp_path):
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw"])
 def test_adam_l2_is_per_head_and_adamw_decay_is_not_scaled(optimizer):
-    """The loss is a mean over heads: Adam's coupled L2 is divided by H, AdamW's decoupled decay is not."""
+    """The loss is a mean over heads: Adam's coupled L2 on the heads is divided by H (not on the shared
+    encoder, whose gradient is the heads' mean); AdamW's decoupled decay is not scaled."""
     import dataclasses
     from types import SimpleNamespace
 
@@ -273,5 +274,5 @@ def test_adam_l2_is_per_head_and_adamw_decay_is_not_scaled(optimizer):
     model = SimpleNamespace(head=EnsembleHead(6, 5, heads=4, hidden=3), encoder=torch.nn.Linear(2, 2))
     optimiser = _optimiser(model, config, head_only=False)
     assert type(optimiser).__name__ == {"adam": "Adam", "adamw": "AdamW"}[optimizer]
-    expected = 0.005 if optimizer == "adam" else 0.02
-    assert [group["weight_decay"] for group in optimiser.param_groups] == [expected, expected]
+    heads = 0.005 if optimizer == "adam" else 0.02
+    assert [group["weight_decay"] for group in optimiser.param_groups] == [heads, 0.02]
