@@ -69,12 +69,19 @@ def toy_data(tmp_path_factory) -> Path:
     return write_toy_benchmark(tmp_path_factory.mktemp("hmc"))
 
 
+def three_leaf_problem(rows: int, separation: float, seed: int):
+    """A learnable toy: three leaves, one feature per leaf raised by ``separation`` for its rows."""
+    rng = np.random.default_rng(seed)
+    leaves = ["a > b", "a > c", "d > e"]
+    h = Hierarchy.from_paths(leaves, sep=" > ")
+    leaf = rng.integers(0, 3, size=rows)
+    features = torch.as_tensor(rng.normal(size=(rows, 3)) + separation * np.eye(3)[leaf], dtype=torch.float32)
+    targets, mask = h.encode([leaves[i] for i in leaf])
+    return h, features, targets, mask
+
+
 def test_training_learns_and_is_deterministic():
-    rng = np.random.default_rng(1)
-    h = Hierarchy.from_paths(["a > b", "a > c", "d > e"], sep=" > ")
-    leaf = rng.integers(0, 3, size=200)
-    features = torch.as_tensor(rng.normal(size=(200, 3)) + 3 * np.eye(3)[leaf], dtype=torch.float32)
-    targets, mask = h.encode([["a > b", "a > c", "d > e"][i] for i in leaf])
+    h, features, targets, mask = three_leaf_problem(200, 3.0, seed=1)
     loss_fn = build_loss("control", h)
     settings = TabularSettings(hidden=16, epochs=15, learning_rate=1e-2, batch_size=8, dropout=0.0)
     first = train_tabular(features, targets, mask, loss_fn, settings, seed=3)
@@ -103,11 +110,7 @@ def test_decay_per_head_makes_each_head_train_like_a_single_model(monkeypatch, h
     """Identical heads without dropout under the per-head MCLoss: with the decay divided by H each head
     follows the single-head run (Adam is scale-invariant up to eps); with the whole decay it does not."""
     monkeypatch.setattr("seabed_hmc.engine.tabular.EnsembleHead", IdenticalHeads)
-    rng = np.random.default_rng(2)
-    h = Hierarchy.from_paths(["a > b", "a > c", "d > e"], sep=" > ")
-    leaf = rng.integers(0, 3, size=64)
-    features = torch.as_tensor(rng.normal(size=(64, 3)) + 2 * np.eye(3)[leaf], dtype=torch.float32)
-    targets, mask = h.encode([["a > b", "a > c", "d > e"][i] for i in leaf])
+    h, features, targets, mask = three_leaf_problem(64, 2.0, seed=2)
     loss_fn = build_loss("control", h)
     common = {"hidden": 8, "epochs": 10, "learning_rate": 1e-2, "batch_size": 8, "dropout": 0.0}
     common["weight_decay"] = 0.05  # large enough to matter in 80 steps
