@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -98,10 +99,9 @@ def ordered(runs: pd.DataFrame, datasets: list[str]) -> pd.DataFrame:
     return runs.assign(**keys).sort_values([*keys, "heads", "seed"], kind="stable").drop(columns=list(keys))
 
 
-def seconds_per_run(runs: pd.DataFrame) -> np.ndarray:
-    """Mean wall seconds per (dataset, method, heads), in the order of ``mean_table`` on those keys."""
-    by = ["dataset", "method", "heads"]
-    return runs.groupby(by, sort=False).seconds.mean().round().astype(int).to_numpy()
+def seconds_per_run(runs: pd.DataFrame, by: Sequence[str] = ("dataset", "method", "heads")) -> np.ndarray:
+    """Mean wall seconds per group of ``by``, in the order of ``mean_table`` on the same keys."""
+    return runs.groupby(list(by), sort=False).seconds.mean().round().astype(int).to_numpy()
 
 
 def method_table(runs: pd.DataFrame) -> str:
@@ -137,7 +137,7 @@ def ensemble_sizes(runs: pd.DataFrame) -> str:
     multi = multi.assign(**ranks).sort_values([*ranks, "heads"], kind="stable").drop(columns=list(ranks))
     by = ["dataset", "method", "decay", "heads"]
     table = mean_table(multi, by, METRICS).rename(columns={"decay": "decay per head"})
-    table["s/run"] = multi.groupby(by, sort=False).seconds.mean().round().astype(int).to_numpy()
+    table["s/run"] = seconds_per_run(multi, by)
     return markdown_table(table)
 
 
@@ -170,7 +170,7 @@ def overridden(runs: pd.DataFrame) -> str:
     same = same.assign(overrides=same.overrides.replace("", "(config)"))
     by = [*keys, "overrides"]
     table = mean_table(same, by, METRICS)
-    table["s/run"] = same.groupby(by, sort=False).seconds.mean().round().astype(int).to_numpy()
+    table["s/run"] = seconds_per_run(same, by)
     return markdown_table(table)
 
 

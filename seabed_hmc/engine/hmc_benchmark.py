@@ -99,7 +99,7 @@ def run_one(
         weight_decay=float(settings["weight_decay"]),
         dropout=float(settings["dropout"]),
         layers=int(settings["layers"]),
-        decay_per_head=bool(settings.get("decay_per_head", True)),
+        decay_per_head=bool(settings.get("decay_per_head", TabularSettings.decay_per_head)),
     )
     model = train_tabular(x_train, y_train, mask_train, loss_fn, tabular, seed, indices, progress)
     probabilities, _ = predict_tabular(model, x_test, hierarchy)
