@@ -188,6 +188,19 @@ def focal_over_weights(runs: pd.DataFrame) -> str:
     return markdown_table(compare_pairs(runs, METRICS, ["dataset", "seed"], comparisons))
 
 
+def uncertainty_modes(runs: pd.DataFrame) -> str:
+    """rare_node with the GMU uncertainty against rare_node with BBMA, same weight target, paired on
+    (dataset, seed): which ensemble uncertainty makes the better focal factor."""
+    comparisons = [
+        (f"rare_node_gmu{suffix}", f"rare_node_bbma{suffix}")
+        for suffix in ("_neg", "")
+        if {f"rare_node_gmu{suffix}", f"rare_node_bbma{suffix}"} <= set(runs.method)
+    ]
+    if not comparisons:
+        return "(no weight target has both rare_node uncertainty modes run yet)"
+    return markdown_table(compare_pairs(runs, METRICS, ["dataset", "seed"], comparisons))
+
+
 def legacy_decay(runs: pd.DataFrame) -> pd.DataFrame:
     """Single-head runs with the config's settings and 5-head runs with ``decay_per_head=False``."""
     single = (runs.heads == 1) & (runs.overrides == "")
@@ -213,7 +226,14 @@ def plot_depths(runs: pd.DataFrame, path: Path) -> str:
     funcat = runs[runs.dataset.str.endswith("_FUN")]
     methods = [
         m
-        for m in ("control", "imbalance_neg", "rare_node_bbma_neg", "rare_node_bbma", "hros")
+        for m in (
+            "control",
+            "imbalance_neg",
+            "rare_node_bbma_neg",
+            "rare_node_gmu_neg",
+            "rare_node_bbma",
+            "hros",
+        )
         if m in set(funcat.method)
     ]
     if not methods:
@@ -266,6 +286,11 @@ def main() -> None:
         "Mean difference (rare_node - imbalance), ratio of means, two-sided Wilcoxon signed-rank p, Holm "
         "over the methods: what the focal factor and the 5-head ensemble add to the node weights.",
         focal_over_weights(main_runs),
+        "### Uncertainty mode: rare_node with GMU against rare_node with BBMA (same weight target; paired "
+        "over datasets x seeds)",
+        "Mean difference (gmu - bbma), ratio of means, two-sided Wilcoxon signed-rank p, Holm over the "
+        "weight targets.",
+        uncertainty_modes(main_runs),
         "### Weight decay per head against the whole decay on every head (paired over datasets x seeds x "
         "ensemble sizes)",
         "Mean difference (`decay_per_head`, the config's setting, minus `decay_per_head=False`), ratio of "

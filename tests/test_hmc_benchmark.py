@@ -241,6 +241,9 @@ def test_report_tables_and_statistics(tmp_path):
             rows.append({**base, "method": "rare_node_bbma_neg", "heads": 5, **worse})
             if dataset == "toy_FUN" and seed < 2:  # a second ensemble size for one dataset
                 rows.append({**base, "method": "rare_node_bbma_neg", "heads": 20, **worse, "seconds": 99.0})
+            # the GMU uncertainty: node recall 0.01 above bbma's in every pair, equal elsewhere
+            gmu = {**worse, "recall_all": worse["recall_all"] + 0.01}
+            rows.append({**base, "method": "rare_node_gmu_neg", "heads": 5, **gmu})
             # node weights alone: node recall 0.03 above rare_node_bbma_neg's in every pair
             weights = {**worse, "recall_all": worse["recall_all"] + 0.03}
             rows.append({**base, "method": "imbalance_neg", "heads": 1, **weights})
@@ -290,6 +293,12 @@ def test_report_tables_and_statistics(tmp_path):
     cells = [c.strip() for c in row.split("|")[1:-1]]
     assert cells[1] == "12" and cells[3].startswith("-0.0300") and "p=0.000488" in cells[3]
     assert "rare_node_bbma vs" not in focal  # no positive-target imbalance runs to pair with
+    modes = text.split("### Uncertainty mode")[1].split("###")[0]
+    row = next(line for line in modes.splitlines() if line.startswith("| rare_node_gmu_neg vs "))
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert row.startswith("| rare_node_gmu_neg vs rare_node_bbma_neg |") and cells[1] == "12"
+    assert cells[3].startswith("+0.0100") and "p=0.000488" in cells[3] and "p=1" in cells[2]
+    assert "| rare_node_gmu vs" not in modes  # no positive-target gmu runs
     decay = text.split("### Weight decay per head")[1].split("###")[0]
     row = next(line for line in decay.splitlines() if line.startswith("| rare_node_bbma_neg vs "))
     cells = [c.strip() for c in row.split("|")[1:-1]]
