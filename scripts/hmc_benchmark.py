@@ -5,7 +5,8 @@
 
 Finished (dataset, method, seed, heads) rows already in the CSV are skipped, so a killed study resumes
 where it stopped.  Each row is appended under a file lock and the file is replaced atomically, so
-several jobs (``--jobs``) or several invocations can share one CSV.  Per-dataset hyper-parameters come
+several jobs (``--jobs``) or several invocations can share one CSV; a run that two invocations both
+picked is written once (the first row is kept).  Per-dataset hyper-parameters come
 from ``configs/hmc_benchmarks.yaml``; ``--datasets`` also takes the groups FUN, GO, others and all.
 ``--set KEY=VALUE`` overrides one setting for every run of the invocation (e.g. ``--set
 weight_decay=2e-6``); the overrides are recorded in the row's ``overrides`` column, which is part of
@@ -123,7 +124,10 @@ def run_job(
     torch.set_num_threads(threads)
     row = run_one(cached_dataset(data, name), method, seed, settings)
     row["overrides"] = overrides
-    append_row(Path(out), row)
+    if not append_row(Path(out), row, key=KEY):
+        print(
+            f"# {name} {method} seed {seed}: another process already wrote this run; its row kept", flush=True
+        )
     return row
 
 

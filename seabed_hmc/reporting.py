@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -136,18 +137,37 @@ def write_between_markers(path: Path, generated: str, title: str) -> None:
     write_text_atomic(path, before + START + "\n\n" + generated + "\n\n" + END + after)
 
 
-def append_row(path: Path, row: dict) -> None:
+def append_row(path: Path, row: dict, key: Sequence[str] | None = None) -> bool:
     """Append one row to a CSV table safely: under an exclusive lock (parallel writers), written to a
-    temporary file and renamed into place (a reader never sees a half-written table)."""
+    temporary file and renamed into place (a reader never sees a half-written table).
+
+    With ``key`` (column names), a row whose key values are already in the table is not appended and
+    False is returned: two resumable studies that picked the same run keep one row, not two.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(path.suffix + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         table = pd.read_csv(path) if path.exists() else pd.DataFrame()
+        if key is not None and len(table) and set(key) <= set(table.columns):
+            wanted = tuple(_key_text(row.get(column)) for column in key)
+            present = table[list(key)].map(_key_text).itertuples(index=False, name=None)
+            if wanted in set(present):
+                return False
         table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
         temporary = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
         table.to_csv(temporary, index=False)
         os.replace(temporary, path)
+    return True
+
+
+def _key_text(value) -> str:
+    """A key cell as text, so that 5, 5.0 and "5" match and a missing cell matches an empty one."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
