@@ -45,7 +45,7 @@ def reproduction(runs: pd.DataFrame, published: dict[str, float]) -> str:
     control = runs[(runs.method == "control") & (runs.heads == 1)]
     rows = []
     for dataset, group in control.groupby("dataset", sort=False):
-        mean, std = group.au_prc.mean(), group.au_prc.std(ddof=1) if len(group) > 1 else float("nan")
+        mean, std = group.au_prc.mean(), group.au_prc.std(ddof=1)
         target = published.get(dataset)
         diff = mean - target if target is not None else float("nan")
         ok = "yes" if target is not None and abs(diff) <= tolerance(dataset) else "NO"
@@ -54,7 +54,7 @@ def reproduction(runs: pd.DataFrame, published: dict[str, float]) -> str:
                 "dataset": dataset,
                 "published": f"{target:.3f}" if target is not None else "-",
                 "ours (mean of seeds)": f"{mean:.4f}",
-                "std": f"{std:.4f}",
+                "std": f"{std:.4f}" if len(group) > 1 else "-",
                 "seeds": len(group),
                 "difference": f"{diff:+.4f}",
                 "tolerance": f"±{tolerance(dataset)}",
