@@ -42,6 +42,7 @@ __all__ = [
     "micro_average_precision",
     "node_scores",
     "paired_wilcoxon",
+    "rare_node_average_precision",
     "rare_node_recall",
     "rare_nodes",
 ]
@@ -385,6 +386,40 @@ def _rare_recall(scores: NodeScores, hierarchy: Hierarchy, train_counts, fractio
     )
 
 
+def rare_node_average_precision(
+    probabilities: np.ndarray | torch.Tensor,
+    targets: np.ndarray | torch.Tensor,
+    mask: np.ndarray | torch.Tensor | None,
+    hierarchy: Hierarchy,
+    train_counts: np.ndarray | torch.Tensor,
+    fraction: float = 1 / 3,
+) -> float:
+    """Macro average precision over the rare nodes: the threshold-free counterpart of
+    :func:`rare_node_recall`.
+
+    For each rare node (chosen by :func:`rare_nodes` from the TRAINING counts) with at least one known
+    test positive, the AP of its column over the known test entries (scikit-learn's
+    ``average_precision_score`` with its tie handling); the mean over those nodes.  It tells methods
+    apart where recall at a threshold is 0 for all of them: a method that ranks a rare node's positives
+    higher scores higher even if none crosses 0.5.  nan when no rare node has test support.
+    """
+    scores, truth, known, _ = _prepare(probabilities, targets, mask, hierarchy, "probabilities")
+    chosen = rare_nodes(hierarchy, train_counts, fraction)
+    per_node = []
+    for node in chosen:
+        rows = known[:, node]
+        if not truth[rows, node].any():
+            continue  # AP is undefined without a positive, as recall is
+        column = scores[rows, node].astype(np.float64)
+        if np.isnan(column).any():
+            raise ValueError(
+                f"probabilities contain NaN for rare node {hierarchy.nodes[node]!r}; check the model "
+                "outputs (a diverged run?)"
+            )
+        per_node.append(_average_precision(column, truth[rows, node]))
+    return _mean_or_nan(np.asarray(per_node, dtype=np.float64))
+
+
 # ---------------------------------------------------------------------------------------- hierarchical
 def _ancestor_matrix(hierarchy: Hierarchy) -> sparse.csr_matrix:
     """Sparse (nodes, nodes) 0/1 matrix with entry [i, a] = 1 when a is in A(i) (self included)."""
@@ -448,14 +483,16 @@ def evaluate_predictions(
         probabilities: (samples, nodes) coherent probabilities; prediction = probability >= threshold.
         targets, mask: (samples, nodes) 0/1 (mask None = all known).
         hierarchy: the hierarchy the targets were encoded with.
-        train_counts: (nodes,) training positives per node; enables ``rare_node_recall``.
+        train_counts: (nodes,) training positives per node; enables ``rare_node_recall`` and
+            ``rare_node_ap``.
 
     Returns:
         Python floats (nan where undefined) for ``au_prc``; ``precision_all, recall_all, f1_all,
         precision_supported, recall_supported, f1_supported`` (macro over nodes);
         ``hierarchical_precision, hierarchical_recall, hierarchical_f1``; per depth d
         ``recall_depth_{d}`` (macro over all evaluated nodes at depth d) and
-        ``recall_supported_depth_{d}``; with ``train_counts``, ``rare_node_recall``.  Python ints for
+        ``recall_supported_depth_{d}``; with ``train_counts``, ``rare_node_recall`` and ``rare_node_ap``
+        (:func:`rare_node_average_precision`).  Python ints for
         ``nodes_all, nodes_supported`` and, with ``train_counts``, ``rare_nodes, rare_nodes_supported``.
     """
     scores = _to_numpy(probabilities)
@@ -470,6 +507,7 @@ def evaluate_predictions(
     if train_counts is not None:
         rare = _rare_recall(per_node, hierarchy, train_counts, 1 / 3)
         result["rare_node_recall"] = rare.recall
+        result["rare_node_ap"] = rare_node_average_precision(scores, targets, mask, hierarchy, train_counts)
         result["rare_nodes"] = int(rare.nodes.size)
         result["rare_nodes_supported"] = rare.nodes_supported
     return {key: (int(value) if isinstance(value, int) else float(value)) for key, value in result.items()}

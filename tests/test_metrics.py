@@ -23,6 +23,7 @@ from seabed_hmc.metrics import (
     micro_average_precision,
     node_scores,
     paired_wilcoxon,
+    rare_node_average_precision,
     rare_node_recall,
     rare_nodes,
 )
@@ -276,6 +277,48 @@ def test_rare_node_recall_without_support_is_nan(tree):
     assert math.isnan(result.recall) and result.nodes_supported == 0
 
 
+def test_rare_node_average_precision_ranks_without_a_threshold(tree):
+    counts = np.array([100, 50, 40, 3, 3])  # D and E rarest: ceil(4/3) = 2 rare nodes
+    # nothing crosses 0.5 at D, so recall is 0, but D's one positive (s0) is ranked first: AP 1
+    probabilities = np.array(
+        [
+            [1.0, 0.9, 0.1, 0.40, 0.2],
+            [1.0, 0.8, 0.1, 0.10, 0.3],
+            [1.0, 0.1, 0.9, 0.20, 0.1],
+            [1.0, 0.7, 0.1, 0.30, 0.4],
+        ]
+    )
+    assert rare_node_recall(probabilities >= 0.5, TARGETS, None, tree, counts).recall == 0
+    assert rare_node_average_precision(probabilities, TARGETS, None, tree, counts) == 1.0
+    # ranked last of four: AP = precision at the only positive = 1/4; E has no positive, left out
+    worse = probabilities.copy()
+    worse[0, 3] = 0.05
+    assert rare_node_average_precision(worse, TARGETS, None, tree, counts) == pytest.approx(0.25)
+    # hide s1 and s3 at D: the positive is ranked last of the two known entries, AP = 1/2
+    mask = np.ones_like(TARGETS)
+    mask[[1, 3], 3] = 0
+    assert rare_node_average_precision(worse, TARGETS, mask, tree, counts) == pytest.approx(0.5)
+    # no rare node with a known positive: nan, as for rare-node recall
+    assert math.isnan(
+        rare_node_average_precision(probabilities, TARGETS, None, tree, [100, 50, 40, 30, 1], 0.25)
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rare_node_average_precision_matches_sklearn(seed):
+    hierarchy, probabilities, targets, mask = random_problem(120, 30, seed=seed, decimals=1)  # ties
+    counts = np.random.default_rng(seed).integers(0, 40, size=30)
+    chosen = rare_nodes(hierarchy, counts)
+    expected = []
+    for node in chosen:
+        rows = mask[:, node] > 0
+        if targets[rows, node].any():
+            expected.append(average_precision_score(targets[rows, node], probabilities[rows, node]))
+    assert len(expected) >= 5
+    result = rare_node_average_precision(probabilities, targets, mask, hierarchy, counts)
+    assert result == pytest.approx(np.mean(expected), abs=1e-12)
+
+
 def test_rare_node_count_is_not_inflated_by_rounding():
     hierarchy = Hierarchy(["root"] + [f"n{i}" for i in range(300)], [[]] + [["root"]] * 300)
     assert rare_nodes(hierarchy, np.arange(301)).size == 100  # (1/3) * 300 -> 100, not 101
@@ -330,6 +373,9 @@ def test_evaluate_predictions_is_flat_json_and_consistent():
     assert result["f1_all"] == macro_node_scores(predicted, targets, mask, hierarchy)["f1_all"]
     assert result["rare_node_recall"] == rare_node_recall(predicted, targets, mask, hierarchy, counts).recall
     assert result["rare_nodes"] == 7  # ceil(19 / 3)
+    assert result["rare_node_ap"] == rare_node_average_precision(
+        probabilities, targets, mask, hierarchy, counts
+    )
     table = depth_scores(predicted, targets, mask, hierarchy)
     for row in table.itertuples():
         assert result[f"recall_depth_{row.depth}"] == row.recall_all
