@@ -6,7 +6,9 @@
 Finished (dataset, method, seed, heads) rows already in the CSV are skipped, so a killed study resumes
 where it stopped.  Each row is appended under a file lock and the file is replaced atomically, so
 several jobs (``--jobs``) or several invocations can share one CSV; a run that two invocations both
-picked is written once (the first row is kept).  Per-dataset hyper-parameters come
+picked is written once (the first row is kept).  ``--rerun`` makes finished runs again and replaces
+their rows in place (to add a metric column to old rows); the runs are deterministic, and a rerun
+whose AU(PRC) differs from the replaced row's is reported.  Per-dataset hyper-parameters come
 from ``configs/hmc_benchmarks.yaml``; ``--datasets`` also takes the groups FUN, GO, others and all.
 ``--set KEY=VALUE`` overrides one setting for every run of the invocation (e.g. ``--set
 weight_decay=2e-6``); the overrides are recorded in the row's ``overrides`` column, which is part of
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import os
 import sys
 import time
@@ -101,14 +104,15 @@ def expand_datasets(names: list[str], config: dict, data: Path) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
-def finished_keys(out: Path) -> set[tuple]:
+def finished_keys(out: Path) -> dict[tuple, float]:
+    """The runs already in ``out``: resume key -> AU(PRC)."""
     if not out.exists():
-        return set()
+        return {}
     table = pd.read_csv(out, dtype={"overrides": str})
     if "overrides" not in table:  # tables written before the column existed: default settings
         table["overrides"] = ""
     table = table.fillna({"overrides": ""}).astype({"seed": int, "heads": int})
-    return {tuple(row) for row in table[KEY].itertuples(index=False)}
+    return {tuple(row[:-1]): row[-1] for row in table[[*KEY, "au_prc"]].itertuples(index=False)}
 
 
 @functools.lru_cache(maxsize=4)
@@ -117,14 +121,22 @@ def cached_dataset(data: str, name: str):
 
 
 def run_job(
-    data: str, name: str, method: str, seed: int, settings: dict, threads: int, out: str, overrides: str = ""
+    data: str,
+    name: str,
+    method: str,
+    seed: int,
+    settings: dict,
+    threads: int,
+    out: str,
+    overrides: str = "",
+    replace: bool = False,
 ) -> dict:
     import torch
 
     torch.set_num_threads(threads)
     row = run_one(cached_dataset(data, name), method, seed, settings)
     row["overrides"] = overrides
-    if not append_row(Path(out), row, key=KEY):
+    if not append_row(Path(out), row, key=KEY, replace=replace):
         print(
             f"# {name} {method} seed {seed}: another process already wrote this run; its row kept", flush=True
         )
@@ -151,6 +163,12 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads per run (default: cores / jobs)"
     )
+    parser.add_argument(
+        "--rerun",
+        action="store_true",
+        help="run finished runs again and replace their rows in place (e.g. to add a new metric column); "
+        "a rerun whose AU(PRC) differs from the old row's is reported",
+    )
     args = parser.parse_args()
 
     if not args.data.is_dir():
@@ -167,16 +185,18 @@ def main() -> None:
         for name in datasets:
             settings = dataset_settings(config, name, args.heads, overrides)
             for method in args.methods:
-                if (name, method, seed, heads_for(method, settings), tag) in done:
+                if (name, method, seed, heads_for(method, settings), tag) in done and not args.rerun:
                     continue
                 jobs.append((name, method, seed, settings))
     skipped = len(args.seeds) * len(datasets) * len(args.methods) - len(jobs)
     print(f"# {' '.join(sys.argv)}", flush=True)
     print(f"# {len(jobs)} runs to do, {skipped} already in {args.out}", flush=True)
+    if args.rerun:
+        print(f"# --rerun: {len(done)} finished rows in {args.out} may be replaced", flush=True)
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     start = time.perf_counter()
     submit_args = [
-        (str(args.data), name, method, seed, settings, threads, str(args.out), tag)
+        (str(args.data), name, method, seed, settings, threads, str(args.out), tag, args.rerun)
         for name, method, seed, settings in jobs
     ]
     if args.jobs == 1:  # in this process: no start-up cost, plain tracebacks
@@ -196,6 +216,13 @@ def main() -> None:
             f"  [{time.perf_counter() - start:.0f} s elapsed]",
             flush=True,
         )
+        before = done.get((name, method, seed, row["heads"], tag))
+        if before is not None and not math.isclose(before, row["au_prc"], rel_tol=0, abs_tol=1e-9):
+            print(
+                f"# NOTE {name} {method} seed {seed}: the rerun's AU(PRC) {row['au_prc']:.6f} differs from "
+                f"the replaced row's {before:.6f} (not bit-reproducible on this machine?)",
+                flush=True,
+            )
 
 
 def run_or_report(job: tuple) -> dict | Exception:

@@ -137,24 +137,34 @@ def write_between_markers(path: Path, generated: str, title: str) -> None:
     write_text_atomic(path, before + START + "\n\n" + generated + "\n\n" + END + after)
 
 
-def append_row(path: Path, row: dict, key: Sequence[str] | None = None) -> bool:
+def append_row(path: Path, row: dict, key: Sequence[str] | None = None, replace: bool = False) -> bool:
     """Append one row to a CSV table safely: under an exclusive lock (parallel writers), written to a
     temporary file and renamed into place (a reader never sees a half-written table).
 
     With ``key`` (column names), a row whose key values are already in the table is not appended and
-    False is returned: two resumable studies that picked the same run keep one row, not two.
+    False is returned: two resumable studies that picked the same run keep one row, not two.  With
+    ``replace`` as well, the new row takes the old one's place instead (a run made again, e.g. to add a
+    metric) and True is returned.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(path.suffix + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         table = pd.read_csv(path) if path.exists() else pd.DataFrame()
+        new = pd.DataFrame([row])
         if key is not None and len(table) and set(key) <= set(table.columns):
             wanted = tuple(_key_text(row.get(column)) for column in key)
-            present = table[list(key)].map(_key_text).itertuples(index=False, name=None)
-            if wanted in set(present):
+            present = list(table[list(key)].map(_key_text).itertuples(index=False, name=None))
+            same = [i for i, values in enumerate(present) if values == wanted]
+            if same and not replace:
                 return False
-        table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
+        else:
+            same = []
+        if same:  # the new row where the first old one was; the table keeps its order
+            rest = table.drop(index=table.index[same])
+            table = pd.concat([rest.iloc[: same[0]], new, rest.iloc[same[0] :]], ignore_index=True)
+        else:
+            table = pd.concat([table, new], ignore_index=True)
         temporary = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
         table.to_csv(temporary, index=False)
         os.replace(temporary, path)

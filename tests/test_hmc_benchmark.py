@@ -218,6 +218,21 @@ def test_script_appends_rows_and_resumes(toy_data, tmp_path):
     for bad, message in (("nonsense=1", "no setting 'nonsense'"), ("weight_decay", "expected KEY=VALUE")):
         refused = subprocess.run([*changed[:-1], bad], capture_output=True, text=True)
         assert refused.returncode != 0 and message in refused.stderr
+    # --rerun makes a finished run again and replaces its row in place; a changed AU(PRC) is reported
+    before = pd.read_csv(out, dtype={"overrides": str})
+    row = before.index[(before.method == "control") & (before.seed == 1)][0]
+    tampered = before.copy()
+    tampered.loc[row, "au_prc"] = 0.123
+    tampered.to_csv(out, index=False)
+    rerun = [*command[:7], "control", "--seeds", "1", *command[-4:], "--rerun"]
+    result = subprocess.run(rerun, capture_output=True, text=True, check=True)
+    assert "1 runs to do, 0 already" in result.stdout
+    assert "differs from the replaced row's 0.123000" in result.stdout
+    after = pd.read_csv(out, dtype={"overrides": str})
+    assert len(after) == len(before)
+    assert after.loc[row, "au_prc"] == pytest.approx(before.loc[row, "au_prc"], abs=1e-12)  # deterministic
+    keys = ["method", "seed", "overrides"]
+    pd.testing.assert_frame_equal(after[keys], before[keys])  # same rows, same order
 
 
 def test_report_tables_and_statistics(tmp_path):

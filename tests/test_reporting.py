@@ -43,3 +43,21 @@ def test_key_keeps_the_first_row_of_a_run(tmp_path):
     table = pd.read_csv(path)
     assert len(table) == 4
     assert table.au.tolist() == [0.30, 0.30, 0.30, 0.30]
+
+
+def test_replace_puts_the_new_row_in_the_old_ones_place(tmp_path):
+    path = tmp_path / "runs.csv"
+    for seed in range(3):
+        append_row(
+            path, {"dataset": "d", "method": "control", "seed": seed, "overrides": "", "au": 0.1}, key=KEY
+        )
+    again = {"dataset": "d", "method": "control", "seed": 1, "overrides": "", "au": 0.2, "rare_ap": 0.05}
+    assert append_row(path, again, key=KEY, replace=True)
+    table = pd.read_csv(path)
+    assert table.seed.tolist() == [0, 1, 2]
+    assert table.au.tolist() == [0.1, 0.2, 0.1]
+    # a column only the new row has: empty for the others
+    assert table.rare_ap.isna().tolist() == [True, False, True]
+    # replace with a key that is not there yet: a plain append
+    assert append_row(path, {**again, "seed": 3}, key=KEY, replace=True)
+    assert pd.read_csv(path).seed.tolist() == [0, 1, 2, 3]
