@@ -201,6 +201,22 @@ def uncertainty_modes(runs: pd.DataFrame) -> str:
     return markdown_table(compare_pairs(runs, METRICS, ["dataset", "seed"], comparisons))
 
 
+def rare_node_precision(runs: pd.DataFrame) -> str:
+    """The threshold-free rare-node score (macro AP over the rarest third of the nodes), on the runs
+    that have it (rows made before the metric existed have none until ``--rerun`` fills them)."""
+    if "rare_node_ap" not in runs or runs.rare_node_ap.isna().all():
+        return "(no run has the rare-node AP yet: `scripts/hmc_benchmark.py --rerun` fills older rows)"
+    scored = runs[runs.rare_node_ap.notna()]
+    metrics = {"au_prc": "AU(PRC)", "rare_node_recall": "rare-node recall", "rare_node_ap": "rare-node AP"}
+    table = mean_table(scored, ["dataset", "method", "heads"], metrics)
+    parts = [markdown_table(table)]
+    paired = scored[scored.method.eq("control").groupby([scored.dataset, scored.seed]).transform("any")]
+    if set(paired.method) - {"control"}:
+        parts.append("Against control on the same (dataset, seed):")
+        parts.append(markdown_table(compare_to_control(paired, metrics, ["dataset", "seed"])))
+    return "\n\n".join(parts)
+
+
 def legacy_decay(runs: pd.DataFrame) -> pd.DataFrame:
     """Single-head runs with the config's settings and 5-head runs with ``decay_per_head=False``."""
     single = (runs.heads == 1) & (runs.overrides == "")
@@ -291,6 +307,10 @@ def main() -> None:
         "Mean difference (gmu - bbma), ratio of means, two-sided Wilcoxon signed-rank p, Holm over the "
         "weight targets.",
         uncertainty_modes(main_runs),
+        "### Rare-node average precision (threshold-free; runs that have it)",
+        "Macro average precision over the rarest third of the nodes (by training frequency) that have a "
+        "test positive: unlike rare-node recall at 0.5 it ranks methods that find no rare node outright.",
+        rare_node_precision(main_runs),
         "### Weight decay per head against the whole decay on every head (paired over datasets x seeds x "
         "ensemble sizes)",
         "Mean difference (`decay_per_head`, the config's setting, minus `decay_per_head=False`), ratio of "

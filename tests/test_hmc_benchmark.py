@@ -271,6 +271,14 @@ def test_report_tables_and_statistics(tmp_path):
             if dataset == "toy_FUN" and seed == 0:  # an overridden setting: kept out of the main tables
                 changed = {**better, "au_prc": 0.9, "overrides": "weight_decay=1e-06"}
                 rows.append({**base, "method": "rare_node_bbma", "heads": 5, **changed})
+    for row in rows:  # the rare-node AP on some runs only (as for rows made before the metric)
+        if row.get("overrides") or row["heads"] == 20:
+            continue
+        key = (row["dataset"], row["method"], row["seed"])
+        if key[0] == "toy_FUN" and key[2] < 4 and key[1] in ("control", "rare_node_bbma_neg"):
+            row["rare_node_ap"] = 0.10 + 0.01 * key[2] + (0.02 if key[1] != "control" else 0.0)
+        if key == ("other_FUN", "rare_node_gmu_neg", 0):  # no control AP to pair with
+            row["rare_node_ap"] = 0.5
     runs = tmp_path / "runs.csv"
     pd.DataFrame(rows).to_csv(runs, index=False)
     config = tmp_path / "config.yaml"
@@ -325,6 +333,13 @@ def test_report_tables_and_statistics(tmp_path):
     assert (tmp_path / "hmc_recall_by_depth.png").stat().st_size > 1000
     assert "| toy_FUN | rare_node_bbma | 5 | 6 |" in methods
     assert "0.9000" not in text.split("### Runs with")[0]
+    rare = text.split("### Rare-node average precision")[1].split("###")[0]
+    assert "| toy_FUN | control | 1 | 4 |" in rare and "| other_FUN | rare_node_gmu_neg | 5 | 1 |" in rare
+    assert "| toy_FUN | imbalance_neg |" not in rare  # runs without the metric are left out
+    row = next(line for line in rare.splitlines() if line.startswith("| rare_node_bbma_neg | 4 |"))
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[4].startswith("+0.0200") and "p=0.125" in cells[4]  # 4 pairs, all up: 2 / 2**4
+    assert "| rare_node_gmu_neg |" not in rare.split("Against control")[1]
     changed = text.split("### Runs with overridden settings")[1]
     assert "| toy_FUN | rare_node_bbma | 5 | (config) | 6 |" in changed
     assert "| toy_FUN | rare_node_bbma | 5 | weight_decay=1e-06 | 1 | 0.9000 |" in changed
