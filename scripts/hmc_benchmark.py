@@ -13,6 +13,12 @@ from ``configs/hmc_benchmarks.yaml``; ``--datasets`` also takes the groups FUN, 
 ``--set KEY=VALUE`` overrides one setting for every run of the invocation (e.g. ``--set
 weight_decay=2e-6``); the overrides are recorded in the row's ``overrides`` column, which is part of
 the resume key, so such runs sit beside the default-setting ones in the same CSV.
+
+A run also resumes from inside: training saves its state to ``--checkpoints`` (default
+``runs/hmc_checkpoints/``) every ``--checkpoint-every`` seconds (default 600), and a run started
+again after a kill goes on from its last save, bit for bit the run it would have been; the file is
+removed once the row is written.  So a run longer than the time a machine is held can be finished
+in pieces: start the same command again.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import argparse
 import functools
 import math
 import os
+import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -130,17 +137,31 @@ def run_job(
     out: str,
     overrides: str = "",
     replace: bool = False,
+    checkpoints: str | None = None,
+    checkpoint_every: float = 600.0,
 ) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    row = run_one(cached_dataset(data, name), method, seed, settings)
+    dataset = cached_dataset(data, name)
+    path = None
+    if checkpoints is not None:
+        path = Path(checkpoints) / checkpoint_name(name, method, seed, heads_for(method, settings), overrides)
+    row = run_one(dataset, method, seed, settings, checkpoint=path, checkpoint_every_s=checkpoint_every)
     row["overrides"] = overrides
     if not append_row(Path(out), row, key=KEY, replace=replace):
         print(
             f"# {name} {method} seed {seed}: another process already wrote this run; its row kept", flush=True
         )
+    if path is not None:  # the row is safe: the training state is not needed any more
+        path.unlink(missing_ok=True)
     return row
+
+
+def checkpoint_name(name: str, method: str, seed: int, heads: int, overrides: str) -> str:
+    """The checkpoint file of one resume key (overrides reduced to file-name-safe characters)."""
+    tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", overrides) if overrides else "default"
+    return f"{name}__{method}__seed{seed}__heads{heads}__{tag}.pt"
 
 
 def main() -> None:
@@ -169,8 +190,24 @@ def main() -> None:
         help="run finished runs again and replace their rows in place (e.g. to add a new metric column); "
         "a rerun whose AU(PRC) differs from the old row's is reported",
     )
+    parser.add_argument(
+        "--checkpoints",
+        type=Path,
+        default=ROOT / "runs" / "hmc_checkpoints",
+        help="folder of the training-state files that let a killed run resume (default runs/hmc_checkpoints)",
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="least time between saves of the training state (default 600; 0: after every epoch)",
+    )
+    parser.add_argument("--no-checkpoints", action="store_true", help="do not save training states")
     args = parser.parse_args()
 
+    if args.checkpoint_every < 0:
+        raise SystemExit(f"--checkpoint-every {args.checkpoint_every}: give seconds >= 0")
     if not args.data.is_dir():
         raise SystemExit(
             f"--data {args.data} is not a folder; point it at ../shared/data/hmc_benchmarks/HMC_data"
@@ -195,8 +232,21 @@ def main() -> None:
         print(f"# --rerun: {len(done)} finished rows in {args.out} may be replaced", flush=True)
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     start = time.perf_counter()
+    checkpoints = None if args.no_checkpoints else str(args.checkpoints)
     submit_args = [
-        (str(args.data), name, method, seed, settings, threads, str(args.out), tag, args.rerun)
+        (
+            str(args.data),
+            name,
+            method,
+            seed,
+            settings,
+            threads,
+            str(args.out),
+            tag,
+            args.rerun,
+            checkpoints,
+            args.checkpoint_every,
+        )
         for name, method, seed, settings in jobs
     ]
     if args.jobs == 1:  # in this process: no start-up cost, plain tracebacks
@@ -213,7 +263,8 @@ def main() -> None:
         print(
             f"{name:14s} {method:18s} seed {seed}  AU(PRC) {row['au_prc']:.4f}  "
             f"F1 {row['f1_all']:.4f}  rare recall {row['rare_node_recall']:.4f}  {row['seconds']:.0f} s"
-            f"  [{time.perf_counter() - start:.0f} s elapsed]",
+            f"  [{time.perf_counter() - start:.0f} s elapsed]"
+            + (f"  (resumed at epoch {row['resumed_from_epoch']})" if row.get("resumed_from_epoch") else ""),
             flush=True,
         )
         before = done.get((name, method, seed, row["heads"], tag))

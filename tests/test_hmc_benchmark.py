@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import torch
 import yaml
 
 from seabed_hmc.data import load_hmc_dataset
-from seabed_hmc.engine import TabularSettings, predict_tabular, train_tabular
+from seabed_hmc.engine import TabularCheckpoint, TabularSettings, predict_tabular, train_tabular
 from seabed_hmc.engine.hmc_benchmark import METHODS, heads_for, run_one
 from seabed_hmc.hierarchy import Hierarchy
 from seabed_hmc.losses import build_loss
@@ -343,3 +344,114 @@ def test_report_tables_and_statistics(tmp_path):
     changed = text.split("### Runs with overridden settings")[1]
     assert "| toy_FUN | rare_node_bbma | 5 | (config) | 6 |" in changed
     assert "| toy_FUN | rare_node_bbma | 5 | weight_decay=1e-06 | 1 | 0.9000 |" in changed
+
+
+class Killed(Exception):
+    """Stands for the process being killed right after a checkpoint was written."""
+
+
+class KilledAfterSave(TabularCheckpoint):
+    """A checkpoint whose run dies just after saving the state of epoch ``die_at``."""
+
+    def __init__(self, *args, die_at: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.die_at = die_at
+
+    def save(self, state: dict) -> None:
+        super().save(state)
+        if state["epoch"] == self.die_at:
+            raise Killed
+
+
+def rare_node_problem():
+    h, features, targets, mask = three_leaf_problem(64, 2.0, seed=4)
+    loss_fn = build_loss("rare_node", h, targets, mask, uncertainty="gmu", weight_target="negative")
+    settings = TabularSettings(hidden=16, epochs=6, learning_rate=1e-2, heads=3, batch_size=8, dropout=0.5)
+    return features, targets, mask, loss_fn, settings
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_bit_for_bit(tmp_path):
+    features, targets, mask, loss_fn, settings = rare_node_problem()
+    whole = train_tabular(features, targets, mask, loss_fn, settings, seed=2)
+    path = tmp_path / "run.pt"
+    dying = KilledAfterSave(path, "run A", every_s=0, die_at=3)
+    with pytest.raises(Killed):
+        train_tabular(features, targets, mask, loss_fn, settings, seed=2, checkpoint=dying)
+    assert path.exists() and not list(tmp_path.glob("*.tmp*"))  # written whole, then renamed
+    torch.manual_seed(12345)  # whatever the new process's random state is
+    saver = TabularCheckpoint(path, "run A", every_s=0)
+    resumed = train_tabular(features, targets, mask, loss_fn, settings, seed=2, checkpoint=saver)
+    assert saver.resumed_epoch == 3 and saver.seconds_before > 0
+    for a, b in zip(whole.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(a, b)  # dropout, shuffles and Adam's moments all went on where they stopped
+    # (checked: without restoring either random state this comparison fails)
+    state = torch.load(path, weights_only=False)
+    assert state["epoch"] == 5  # the last save before the final epoch
+
+
+def test_a_checkpoint_of_another_run_or_a_torn_one_is_not_resumed(tmp_path, caplog):
+    features, targets, mask, loss_fn, settings = rare_node_problem()
+    whole = train_tabular(features, targets, mask, loss_fn, settings, seed=2)
+    path = tmp_path / "run.pt"
+    with pytest.raises(Killed):
+        train_tabular(
+            features, targets, mask, loss_fn, settings, seed=2,
+            checkpoint=KilledAfterSave(path, "run A", every_s=0, die_at=2),
+        )  # fmt: skip
+    for fingerprint, damage, message in (("run B", False, "different run"), ("run A", True, "unreadable")):
+        if damage:
+            path.write_bytes(b"not a checkpoint")
+        saver = TabularCheckpoint(path, fingerprint, every_s=3600)
+        caplog.clear()
+        model = train_tabular(features, targets, mask, loss_fn, settings, seed=2, checkpoint=saver)
+        assert saver.resumed_epoch == 0 and message in caplog.text and str(path) in caplog.text
+        for a, b in zip(whole.parameters(), model.parameters(), strict=True):
+            assert torch.equal(a, b)
+
+
+def test_run_one_resumes_and_the_script_removes_finished_checkpoints(toy_data, tmp_path, monkeypatch):
+    dataset = load_hmc_dataset(toy_data, "toy_FUN")
+    settings = {**SETTINGS, "hidden": 8, "epochs": 4}
+    plain = run_one(dataset, "rare_node_gmu_neg", seed=0, settings=settings)
+    assert plain["resumed_from_epoch"] == 0
+    folder = tmp_path / "checkpoints"
+    spec = importlib.util.spec_from_file_location(
+        "hmc_benchmark_script", ROOT / "scripts" / "hmc_benchmark.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    path = folder / script.checkpoint_name("toy_FUN", "rare_node_gmu_neg", 0, 3, "")
+    original = TabularCheckpoint.save
+
+    def save_then_die(self, state):
+        original(self, state)
+        if state["epoch"] == 2:
+            raise Killed
+
+    monkeypatch.setattr(TabularCheckpoint, "save", save_then_die)
+    with pytest.raises(Killed):
+        run_one(
+            dataset, "rare_node_gmu_neg", seed=0, settings=settings, checkpoint=path, checkpoint_every_s=0
+        )
+    monkeypatch.undo()
+    assert path.exists()
+    # the script, started again on the same run, goes on from epoch 2 and removes the file after the row
+    config = tmp_path / "config.yaml"
+    defaults = {k: v for k, v in settings.items() if k not in ("hidden", "epochs", "learning_rate")}
+    entry = {k: settings[k] for k in ("hidden", "epochs", "learning_rate")}
+    config.write_text(yaml.safe_dump({"defaults": defaults, "datasets": {"toy_FUN": entry}}))
+    out = tmp_path / "runs.csv"
+    command = [
+        sys.executable, str(ROOT / "scripts" / "hmc_benchmark.py"), "--data", str(toy_data),
+        "--datasets", "toy_FUN", "--methods", "rare_node_gmu_neg", "--seeds", "0", "--config", str(config),
+        "--out", str(out), "--checkpoints", str(folder), "--checkpoint-every", "0",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert "(resumed at epoch 2)" in result.stdout
+    row = pd.read_csv(out).iloc[0]
+    assert row.resumed_from_epoch == 2
+    for key in ("au_prc", "f1_all", "recall_all", "rare_node_recall", "hierarchical_f1"):
+        assert row[key] == pytest.approx(plain[key], abs=1e-12)  # the same run as the one never stopped
+    assert not list(folder.iterdir())  # the finished run's checkpoint is gone
+    bad = subprocess.run([*command[:-1], "-5"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "--checkpoint-every -5.0" in bad.stderr

@@ -1,5 +1,5 @@
 """Training, evaluation and prediction loops."""
 
-from seabed_hmc.engine.tabular import TabularSettings, predict_tabular, train_tabular
+from seabed_hmc.engine.tabular import TabularCheckpoint, TabularSettings, predict_tabular, train_tabular
 
-__all__ = ["TabularSettings", "predict_tabular", "train_tabular"]
+__all__ = ["TabularCheckpoint", "TabularSettings", "predict_tabular", "train_tabular"]

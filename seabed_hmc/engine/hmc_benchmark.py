@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from seabed_hmc.data.arff import HMCDataset, prepare_hmc_splits
 from seabed_hmc.data.oversampling import hros_indices
-from seabed_hmc.engine.tabular import TabularSettings, predict_tabular, train_tabular
+from seabed_hmc.engine.tabular import TabularCheckpoint, TabularSettings, predict_tabular, train_tabular
 from seabed_hmc.losses import PRESETS, build_loss, node_frequencies
 from seabed_hmc.metrics import evaluate_predictions
 
@@ -65,10 +66,16 @@ def run_one(
     seed: int,
     settings: dict[str, Any],
     progress: bool = False,
+    checkpoint: Path | None = None,
+    checkpoint_every_s: float = 600.0,
 ) -> dict[str, Any]:
     """Train and evaluate one (dataset, method, seed); returns a flat, CSV-ready row.
 
     ``settings`` are the merged defaults and per-dataset entries of ``configs/hmc_benchmarks.yaml``.
+    ``checkpoint``: a file where training saves its state every ``checkpoint_every_s`` seconds and
+    from which a killed run resumes (bit for bit); the caller removes it once the row is safe.  The
+    row's ``seconds`` then add the training time of the earlier pieces, and ``resumed_from_epoch``
+    says where the last piece began (0: one piece).
     """
     spec = method(method_name)
     start = time.perf_counter()
@@ -101,7 +108,20 @@ def run_one(
         layers=int(settings["layers"]),
         decay_per_head=bool(settings.get("decay_per_head", TabularSettings.decay_per_head)),
     )
-    model = train_tabular(x_train, y_train, mask_train, loss_fn, tabular, seed, indices, progress)
+    saver = None
+    if checkpoint is not None:
+        fingerprint = json.dumps(
+            {
+                "dataset": dataset.name,
+                "shape": [list(x_train.shape), list(y_train.shape)],
+                "method": spec.name,
+                "seed": seed,
+                "settings": {key: settings[key] for key in sorted(settings)},
+            },
+            default=str,
+        )
+        saver = TabularCheckpoint(checkpoint, fingerprint, every_s=checkpoint_every_s)
+    model = train_tabular(x_train, y_train, mask_train, loss_fn, tabular, seed, indices, progress, saver)
     probabilities, _ = predict_tabular(model, x_test, hierarchy)
     # rare nodes are chosen from the ORIGINAL training split, the same for every method
     train_counts, _ = node_frequencies(hierarchy, y_train, mask_train)
@@ -125,5 +145,7 @@ def run_one(
             key.removeprefix(prefix): value for key, value in scores.items() if key.startswith(prefix)
         }
         row[prefix.replace("_depth_", "_by_depth")] = json.dumps(by_depth)
-    row["seconds"] = round(time.perf_counter() - start, 2)
+    earlier = saver.seconds_before if saver is not None else 0.0
+    row["seconds"] = round(time.perf_counter() - start + earlier, 2)
+    row["resumed_from_epoch"] = saver.resumed_epoch if saver is not None else 0
     return row

@@ -7,7 +7,11 @@ predicts; the loss is any :class:`~seabed_hmc.losses.RareNodeFocalLoss`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,6 +21,8 @@ from seabed_hmc.engine._memory import keep_freed_memory
 from seabed_hmc.hierarchy import Hierarchy
 from seabed_hmc.losses import RareNodeFocalLoss
 from seabed_hmc.models import EnsembleHead, ensemble_probabilities
+
+log = logging.getLogger("seabed_hmc")
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,53 @@ class TabularSettings:
         return self.weight_decay / self.heads if self.decay_per_head else self.weight_decay
 
 
+@dataclass
+class TabularCheckpoint:
+    """Where and how often :func:`train_tabular` saves its state, so a killed run resumes.
+
+    The file holds the model, the optimiser, both random streams (dropout and the shuffle) and the
+    epoch, so a resumed run is the same, bit for bit, as one that was never stopped.  ``fingerprint``
+    names everything else the run depends on (data, method, settings); a file whose fingerprint
+    differs is not resumed from (it is reported and replaced).  ``every_s`` is the least time between
+    saves (each save follows a finished epoch); 0 saves after every epoch.  After training,
+    ``seconds_before`` is the training time spent by earlier, interrupted pieces of this run and
+    ``resumed_epoch`` the epoch it went on from (0: started afresh).
+    """
+
+    path: Path
+    fingerprint: str
+    every_s: float = 600.0
+    seconds_before: float = field(default=0.0, init=False)
+    resumed_epoch: int = field(default=0, init=False)
+
+    def load(self) -> dict | None:
+        if not Path(self.path).exists():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=False)
+        except Exception as error:  # a torn or foreign file: say so, start afresh
+            log.warning(
+                "checkpoint %s unreadable (%s: %s); starting afresh", self.path, type(error).__name__, error
+            )
+            return None
+        if state.get("fingerprint") != self.fingerprint:
+            log.warning(
+                "checkpoint %s is of a different run (fingerprint differs); starting afresh", self.path
+            )
+            return None
+        return state
+
+    def save(self, state: dict) -> None:
+        path = Path(self.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f"{path.name}.tmp{os.getpid()}")
+        torch.save({**state, "fingerprint": self.fingerprint}, temporary)
+        os.replace(temporary, path)  # atomic: a kill mid-save leaves the previous checkpoint whole
+
+    def remove(self) -> None:
+        Path(self.path).unlink(missing_ok=True)
+
+
 def train_tabular(
     features: torch.Tensor,
     targets: torch.Tensor,
@@ -56,6 +109,7 @@ def train_tabular(
     seed: int,
     sample_indices: np.ndarray | None = None,
     progress: bool = False,
+    checkpoint: TabularCheckpoint | None = None,
 ) -> EnsembleHead:
     """Train an :class:`EnsembleHead` on (samples, F) features and (samples, nodes) targets.
 
@@ -64,7 +118,10 @@ def train_tabular(
         sample_indices: the training rows to draw from, repeats allowed (oversampling); all rows
             once by default.
         seed: seeds the initialisation, the shuffles and dropout.
+        checkpoint: save the training state there now and then, and resume from it when it holds
+            an unfinished piece of this same run (see :class:`TabularCheckpoint`).
     """
+    started = time.perf_counter()
     keep_freed_memory()  # small batches: avoid page-faulting gradient buffers back in every step
     torch.manual_seed(seed)
     model = EnsembleHead(
@@ -83,15 +140,39 @@ def train_tabular(
     )
     order = torch.Generator().manual_seed(seed)
     rows = torch.arange(len(features)) if sample_indices is None else torch.as_tensor(sample_indices)
+    first_epoch = 0
+    state = checkpoint.load() if checkpoint is not None else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        torch.set_rng_state(state["torch_rng"])
+        order.set_state(state["order_rng"])
+        first_epoch = int(state["epoch"])
+        checkpoint.seconds_before = float(state["seconds"])
+        checkpoint.resumed_epoch = first_epoch
+    last_save = time.perf_counter()
     model.train()
-    epochs = tqdm(range(settings.epochs), desc="epochs", disable=not progress, leave=False)
-    for _ in epochs:
+    epochs = tqdm(range(first_epoch, settings.epochs), desc="epochs", disable=not progress, leave=False)
+    for epoch in epochs:
         for batch in rows[torch.randperm(len(rows), generator=order)].split(settings.batch_size):
             optimiser.zero_grad(set_to_none=True)
             logits = model(features[batch])
             loss = loss_fn(logits, targets[batch], None if mask is None else mask[batch])
             loss.backward()
             optimiser.step()
+        now = time.perf_counter()
+        if checkpoint is not None and epoch + 1 < settings.epochs and now - last_save >= checkpoint.every_s:
+            checkpoint.save(
+                {
+                    "epoch": epoch + 1,
+                    "model": model.state_dict(),
+                    "optimiser": optimiser.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "order_rng": order.get_state(),
+                    "seconds": checkpoint.seconds_before + now - started,
+                }
+            )
+            last_save = time.perf_counter()
     return model.eval()
 
 
