@@ -158,6 +158,21 @@ def run_job(
     return row
 
 
+def checkpoint_progress(path: Path, settings: dict) -> str:
+    """How far the checkpoint at ``path`` has got, in words ("not started" when there is none)."""
+    if not path.exists():
+        return "not started"
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        return f"checkpoint unreadable ({type(error).__name__}); it would start afresh"
+    return (
+        f"epoch {state['epoch']} of {settings['epochs']} ({state['seconds'] / 60:.0f} min of training so far)"
+    )
+
+
 def checkpoint_name(name: str, method: str, seed: int, heads: int, overrides: str) -> str:
     """The checkpoint file of one resume key (overrides reduced to file-name-safe characters)."""
     tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", overrides) if overrides else "default"
@@ -204,6 +219,11 @@ def main() -> None:
         help="least time between saves of the training state (default 600; 0: after every epoch)",
     )
     parser.add_argument("--no-checkpoints", action="store_true", help="do not save training states")
+    parser.add_argument(
+        "--status",
+        action="store_true",
+        help="run nothing: list the runs still to do and how far each one's checkpoint has got",
+    )
     args = parser.parse_args()
 
     if args.checkpoint_every < 0:
@@ -228,6 +248,13 @@ def main() -> None:
     skipped = len(args.seeds) * len(datasets) * len(args.methods) - len(jobs)
     print(f"# {' '.join(sys.argv)}", flush=True)
     print(f"# {len(jobs)} runs to do, {skipped} already in {args.out}", flush=True)
+    if args.status:
+        for name, method, seed, settings in jobs:
+            heads = heads_for(method, settings)
+            path = args.checkpoints / checkpoint_name(name, method, seed, heads, tag)
+            progress = checkpoint_progress(path, settings)
+            print(f"{name:14s} {method:18s} seed {seed}  heads {heads:2d}  {progress}")
+        return
     if args.rerun:
         print(f"# --rerun: {len(done)} finished rows in {args.out} may be replaced", flush=True)
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)

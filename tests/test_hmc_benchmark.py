@@ -446,6 +446,8 @@ def test_run_one_resumes_and_the_script_removes_finished_checkpoints(toy_data, t
         "--datasets", "toy_FUN", "--methods", "rare_node_gmu_neg", "--seeds", "0", "--config", str(config),
         "--out", str(out), "--checkpoints", str(folder), "--checkpoint-every", "0",
     ]  # fmt: skip
+    status = subprocess.run([*command, "--status"], capture_output=True, text=True, check=True)
+    assert "epoch 2 of 4" in status.stdout and not out.exists()  # --status lists, runs nothing
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     assert "(resumed at epoch 2)" in result.stdout
     row = pd.read_csv(out).iloc[0]
@@ -453,5 +455,7 @@ def test_run_one_resumes_and_the_script_removes_finished_checkpoints(toy_data, t
     for key in ("au_prc", "f1_all", "recall_all", "rare_node_recall", "hierarchical_f1"):
         assert row[key] == pytest.approx(plain[key], abs=1e-12)  # the same run as the one never stopped
     assert not list(folder.iterdir())  # the finished run's checkpoint is gone
+    status = subprocess.run([*command, "--status"], capture_output=True, text=True, check=True)
+    assert "0 runs to do, 1 already" in status.stdout
     bad = subprocess.run([*command[:-1], "-5"], capture_output=True, text=True)
     assert bad.returncode != 0 and "--checkpoint-every -5.0" in bad.stderr
