@@ -38,6 +38,7 @@ import pandas as pd
 import yaml
 
 from seabed_hmc.data.arff import available_hmc_datasets, load_hmc_dataset
+from seabed_hmc.engine.checkpoint import CheckpointError, load_checkpoint
 from seabed_hmc.engine.hmc_benchmark import METHODS, heads_for, run_one
 from seabed_hmc.reporting import append_row
 
@@ -162,12 +163,10 @@ def checkpoint_progress(path: Path, settings: dict) -> str:
     """How far the checkpoint at ``path`` has got, in words ("not started" when there is none)."""
     if not path.exists():
         return "not started"
-    import torch
-
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:
-        return f"checkpoint unreadable ({type(error).__name__}); it would start afresh"
+        state = load_checkpoint(path)
+    except CheckpointError as error:
+        return f"{error}; it would start afresh"
     return (
         f"epoch {state['epoch']} of {settings['epochs']} ({state['seconds'] / 60:.0f} min of training so far)"
     )

@@ -8,7 +8,6 @@ predicts; the loss is any :class:`~seabed_hmc.losses.RareNodeFocalLoss`.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 from tqdm import tqdm  # not tqdm.auto: it iterates a DataLoader twice (two worker sets)
 
 from seabed_hmc.engine._memory import keep_freed_memory
+from seabed_hmc.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from seabed_hmc.hierarchy import Hierarchy
 from seabed_hmc.losses import RareNodeFocalLoss
 from seabed_hmc.models import EnsembleHead, ensemble_probabilities
@@ -73,14 +73,13 @@ class TabularCheckpoint:
     resumed_epoch: int = field(default=0, init=False)
 
     def load(self) -> dict | None:
+        """The saved state of this run, or None (no file, a damaged one, or another run's: reported)."""
         if not Path(self.path).exists():
             return None
         try:
-            state = torch.load(self.path, map_location="cpu", weights_only=False)
-        except Exception as error:  # a torn or foreign file: say so, start afresh
-            log.warning(
-                "checkpoint %s unreadable (%s: %s); starting afresh", self.path, type(error).__name__, error
-            )
+            state = load_checkpoint(self.path)
+        except CheckpointError as error:
+            log.warning("%s; starting afresh", error)
             return None
         if state.get("fingerprint") != self.fingerprint:
             log.warning(
@@ -90,14 +89,7 @@ class TabularCheckpoint:
         return state
 
     def save(self, state: dict) -> None:
-        path = Path(self.path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f"{path.name}.tmp{os.getpid()}")
-        torch.save({**state, "fingerprint": self.fingerprint}, temporary)
-        os.replace(temporary, path)  # atomic: a kill mid-save leaves the previous checkpoint whole
-
-    def remove(self) -> None:
-        Path(self.path).unlink(missing_ok=True)
+        save_checkpoint({**state, "fingerprint": self.fingerprint}, self.path)
 
 
 def train_tabular(
