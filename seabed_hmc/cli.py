@@ -8,7 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
-from seabed_hmc.config import ConfigError
+from seabed_hmc.config import SPLIT_CHOICES, ConfigError
+from seabed_hmc.remedies import CONFIG, surface
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -34,10 +35,39 @@ def _evaluate(args: argparse.Namespace) -> int:
     from seabed_hmc.engine.inference import evaluate_checkpoint
 
     metrics = evaluate_checkpoint(
-        args.checkpoint, args.manifest, args.out, args.batch_size, args.workers, device=args.device
+        args.checkpoint,
+        args.manifest,
+        args.out,
+        args.batch_size,
+        args.workers,
+        device=args.device,
+        split=args.split,
+        root=args.root,
+        allow_outside_root=args.allow_outside_root,
+        columns=_pairs(args.columns, "--columns"),
     )
     print(json.dumps(metrics, indent=2))
+    trained_on = metrics["trained_on"]
+    overlap = (
+        "the checkpoint does not record its training images"
+        if trained_on is None
+        else f"{trained_on} of them were training images" + (" (scores optimistic)" if trained_on else "")
+    )
+    print(f"scored {metrics['scored']}: {metrics['images']} images, {overlap}", file=sys.stderr)
     return 0
+
+
+def _pairs(items: list[str] | None, flag: str) -> dict[str, str] | None:
+    """KEY=VALUE command-line items as a dict."""
+    if not items:
+        return None
+    pairs = {}
+    for item in items:
+        key, equals, value = item.partition("=")
+        if not equals or not key or not value:
+            raise ValueError(f"{flag} {item!r}: expected KNOWN=NAME, e.g. image=path")
+        pairs[key.strip()] = value.strip()
+    return pairs
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -167,7 +197,14 @@ def _chips(args: argparse.Namespace) -> int:
 def _hierarchy(args: argparse.Namespace) -> int:
     from seabed_hmc.hierarchy import load_hierarchy
 
-    hierarchy = load_hierarchy(args.file)
+    options = {}
+    if args.column is not None:
+        options["column"] = int(args.column) if args.column.isdigit() else args.column
+    if args.encoding:
+        options["encoding"] = args.encoding
+    if options and Path(args.file).suffix.lower() not in (".csv", ".txt"):
+        raise ValueError(f"--column and --encoding apply to .csv/.txt path files, not {args.file}")
+    hierarchy = load_hierarchy(args.file, **options)
     if args.action == "validate":
         print(f"ok: {hierarchy}")
         return 0
@@ -238,8 +275,21 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--checkpoint", required=True)
     evaluate.add_argument("--manifest", required=True)
     evaluate.add_argument("--out", help="folder for metrics.json and nodes.csv")
-    evaluate.add_argument("--batch-size", type=int, default=32)
-    evaluate.add_argument("--workers", type=int, default=2)
+    evaluate.add_argument(
+        "--split",
+        choices=SPLIT_CHOICES,
+        default="test",
+        help="rows to score when the manifest has a split column (default test; all: every row)",
+    )
+    evaluate.add_argument("--root", help="the folder image paths start from (default: the manifest's)")
+    evaluate.add_argument(
+        "--allow-outside-root", action="store_true", help="accept image paths outside the root folder"
+    )
+    evaluate.add_argument(
+        "--columns", nargs="+", metavar="KNOWN=NAME", help="the manifest's column names, e.g. image=path"
+    )
+    evaluate.add_argument("--batch-size", type=int, help="default: the run's (reproduces its numbers)")
+    evaluate.add_argument("--workers", type=int, help="image-reading processes (default: the run's)")
     evaluate.add_argument("--device", default="auto", help=DEVICE_HELP)
     evaluate.set_defaults(run=_evaluate)
 
@@ -247,9 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--checkpoint", required=True)
     predict.add_argument("--images", required=True, help="a folder of images or a CSV manifest")
     predict.add_argument("--out", required=True, help="the CSV to write")
-    predict.add_argument("--batch-size", type=int, default=32)
-    predict.add_argument("--workers", type=int, default=2)
-    predict.add_argument("--threshold", type=float, default=0.5)
+    predict.add_argument("--batch-size", type=int, help="default: the run's")
+    predict.add_argument("--workers", type=int, help="image-reading processes (default: the run's)")
+    predict.add_argument("--threshold", type=float, help="default: the run's train.threshold")
     predict.add_argument("--device", default="auto", help=DEVICE_HELP)
     predict.set_defaults(run=_predict)
 
@@ -308,8 +358,13 @@ def build_parser() -> argparse.ArgumentParser:
     hierarchy.add_argument("action", choices=["show", "validate"])
     hierarchy.add_argument("file")
     hierarchy.add_argument("--all", action="store_true", help="list nodes in topological order")
+    hierarchy.add_argument("--column", help="path files: the path column, by header name or 0-based index")
+    hierarchy.add_argument("--encoding", help="path files: the text encoding (default UTF-8)")
     hierarchy.set_defaults(run=_hierarchy)
     return parser
+
+
+CONFIG_COMMANDS = ("train", "ablate")  # their options are config keys (in the file or with --set)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -318,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
     try:
-        return args.run(args)
+        with surface(CONFIG if args.command in CONFIG_COMMANDS else args.command):
+            return args.run(args)
     except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as error:
         print(f"seabed-hmc {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+SPLIT_CHOICES = ("test", "val", "train", "all")  # what ``evaluate --split`` scores
+
 
 class ConfigError(ValueError):
     """A configuration file or override is invalid."""

@@ -124,7 +124,7 @@ def test_evaluate_and_predict_from_the_checkpoint_alone(seafloor, tmp_path):
     train(tiny_config(seafloor, tmp_path / "run", "train.epochs=2"))
     checkpoint = tmp_path / "run" / "best.pt"
     metrics = evaluate_checkpoint(checkpoint, seafloor, tmp_path / "eval", workers=0)
-    assert metrics["images"] == 40 and 0 <= metrics["au_prc"] <= 1 and "rare_node_recall" in metrics
+    assert metrics["images"] == 8 and 0 <= metrics["au_prc"] <= 1 and "rare_node_recall" in metrics
     assert (tmp_path / "eval" / "nodes.csv").exists()
     folder = seafloor.parent
     listing = pd.read_csv(seafloor).head(5)
@@ -133,7 +133,8 @@ def test_evaluate_and_predict_from_the_checkpoint_alone(seafloor, tmp_path):
     counts = predict_images(checkpoint, folder / "to_predict.csv", tmp_path / "predictions.csv", workers=0)
     assert counts == {"images": 6, "predicted": 5, "failed": 1}
     predictions = pd.read_csv(tmp_path / "predictions.csv", keep_default_na=False)
-    assert list(predictions.columns[:5]) == ["image", "split", "survey", "predicted", "error"]
+    assert list(predictions.columns[:6]) == ["image", "true_labels", "split", "survey", "predicted", "error"]
+    assert predictions.true_labels.tolist()[:5] == listing.labels.tolist()[:5]
     assert predictions.error.tolist()[:5] == [""] * 5 and predictions.error.iloc[-1] == "file not found"
     assert predictions.survey.iloc[-1] == "gone"  # passthrough metadata kept even for a failed row
     probabilities = predictions[[c for c in predictions.columns if c.startswith("p[")]].iloc[:5].astype(float)
@@ -233,7 +234,7 @@ def test_cli_hierarchy_show_and_validate(tmp_path, capsys):
 
 
 def test_default_cache_folder_follows_the_environment(monkeypatch, tmp_path):
-    from seabed_hmc.engine.train import default_cache_dir
+    from seabed_hmc.engine.evaluation import default_cache_dir
 
     monkeypatch.setenv("SEABED_HMC_CACHE", str(tmp_path / "mine"))
     assert default_cache_dir() == tmp_path / "mine"
@@ -252,7 +253,7 @@ def test_evaluate_and_predict_use_the_runs_column_names(seafloor, tmp_path):
     )
     train(config)
     checkpoint = tmp_path / "run" / "best.pt"
-    assert evaluate_checkpoint(checkpoint, renamed, workers=0)["images"] == 40
+    assert evaluate_checkpoint(checkpoint, renamed, workers=0, split="all")["images"] == 40
     assert predict_images(checkpoint, renamed, tmp_path / "p.csv", workers=0)["predicted"] == 40
 
 

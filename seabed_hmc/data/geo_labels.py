@@ -35,6 +35,7 @@ from seabed_hmc.data.geo import (
     resolve_bands,
     tile_grid,
 )
+from seabed_hmc.remedies import option, remedies
 
 
 # ------------------------------------------------------------------------------------------- points
@@ -59,7 +60,8 @@ def read_points(path: str | Path, crs: str | None = None, label_column: str = "l
         frame["crs"] = crs
     if "crs" not in frame.columns or frame["crs"].isna().any():
         raise ValueError(
-            f"{path}: the points' CRS is unknown; add a 'crs' column or pass --crs (e.g. EPSG:4326)"
+            f"{path}: the points' CRS is unknown; "
+            + remedies("add a 'crs' column", option("crs", why="(e.g. EPSG:4326)"))
         )
     if label_column not in frame.columns:
         raise ValueError(f"{path}: no {label_column!r} column/property with the hierarchy paths")

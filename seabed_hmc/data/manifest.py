@@ -38,6 +38,7 @@ from seabed_hmc.hierarchy import (
     from_paths,
 )
 from seabed_hmc.hierarchy.loaders import IMAGE_EXTENSIONS
+from seabed_hmc.remedies import option, remedies
 
 PathLike = str | os.PathLike
 
@@ -249,8 +250,10 @@ def _read_records(file: Path, encoding: str) -> tuple[list[str], list[tuple[int,
         line = raw[: error.start].count(b"\n") + 1
         raise ManifestError(
             f"{file} is not {encoding} text: byte {raw[error.start]:#04x} on line {line} cannot be decoded. "
-            "Save the manifest as UTF-8 (spreadsheets: 'CSV UTF-8'), or pass the encoding it was written "
-            "with, e.g. encoding='cp1252' (Windows) or 'latin-1'",
+            + remedies(
+                "Save the manifest as UTF-8 (spreadsheets: 'CSV UTF-8')",
+                option("manifest_encoding", "cp1252", "(Windows) or 'latin-1'"),
+            ),
             path=file,
         ) from None
     try:
@@ -314,15 +317,15 @@ def _column_positions(header: list[str], columns: Mapping[str, str] | None, file
             positions[known] = index[name]
         elif known in columns:
             raise ManifestError(
-                f"{file}: columns= maps {known!r} to {name!r}, but the header (row 1) has no such column; "
-                f"its columns are {header}",
+                f"{file}: the column mapping reads {known!r} from {name!r}, but the header (row 1) has no "
+                f"such column; its columns are {header}",
                 path=file,
                 column=name,
             )
         if known in columns and known in index and columns[known] != known:
             raise ManifestError(
-                f"{file}: columns= reads {known!r} from {columns[known]!r}, but the file also has a column "
-                f"named {known!r}; rename or drop one of them",
+                f"{file}: the column mapping reads {known!r} from {columns[known]!r}, but the file also has "
+                f"a column named {known!r}; rename or drop one of them",
                 path=file,
                 column=known,
             )
@@ -330,10 +333,12 @@ def _column_positions(header: list[str], columns: Mapping[str, str] | None, file
         if known not in positions:
             synonyms = [name for name in header if name.lower() in _COLUMN_SYNONYMS[known]]
             close = synonyms or difflib.get_close_matches(known, header, n=1, cutoff=0.6)
-            hint = f" (perhaps columns={{{known!r}: {close[0]!r}}})" if close else ""
+            perhaps = f" (perhaps {known}={close[0]})" if close else ""
             raise ManifestError(
-                f"{file} has no {known!r} column; its header (row 1) is {header}. Add the column, or pass "
-                f"columns= to name the column that holds it{hint}",
+                f"{file} has no {known!r} column; its header (row 1) is {header}. "
+                + remedies(
+                    "Add the column", option("columns", why=f"to name the column that holds it{perhaps}")
+                ),
                 path=file,
                 row=1,
                 column=known,
@@ -396,8 +401,12 @@ class _RowReader:
             raise self.error(
                 row,
                 "image",
-                f"image path {text!r} resolves to {full}, outside the root folder {self.base}; fix the "
-                "path, pass root= (the folder image paths start from), or allow_outside_root=True",
+                f"image path {text!r} resolves to {full}, outside the root folder {self.base}; "
+                + remedies(
+                    "fix the path",
+                    option("root", why="(the folder image paths start from)"),
+                    option("allow_outside_root"),
+                ),
             )
         return full
 
@@ -452,7 +461,8 @@ def _merge_duplicates(rows: list[_Row], on_duplicate: str, reader: _RowReader) -
                 [kept.rows[0], row.rows[0]],
                 "image",
                 f"both list the image {row.image}; give each image one row with its labels joined by '|' "
-                f"({LABEL_SEPARATOR.join(kept.labels + row.labels)!r}), or pass on_duplicate='merge'",
+                f"({LABEL_SEPARATOR.join(kept.labels + row.labels)!r})"
+                + (f", or {option('on_duplicate', 'merge')}" if option("on_duplicate") else ""),
             )
         if row.split != kept.split:
             raise reader.error(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -18,26 +19,69 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm  # not tqdm.auto: it iterates a DataLoader twice (two worker sets)
 
+from seabed_hmc.config import SPLIT_CHOICES, RunConfig
 from seabed_hmc.data.images import ImageDataset, collate_skip_bad
 from seabed_hmc.data.manifest import read_manifest
-from seabed_hmc.data.transforms import build_transform
-from seabed_hmc.engine.device import resolve_device, to_device
-from seabed_hmc.engine.setup import load_model
-from seabed_hmc.engine.train import node_report
-from seabed_hmc.metrics import evaluate_predictions
+from seabed_hmc.engine.checkpoint import load_checkpoint
+from seabed_hmc.engine.device import device_of, resolve_device, to_device
+from seabed_hmc.engine.evaluation import eval_loader, feature_cache, predict_inputs, score_split, split_inputs
+from seabed_hmc.engine.features import FeatureCache
+from seabed_hmc.engine.setup import checkpoint_config, inference_model, manifest_splits, transforms
+from seabed_hmc.hierarchy import Hierarchy
+from seabed_hmc.models.classifier import HierarchicalClassifier
 from seabed_hmc.models.heads import ensemble_probabilities
+from seabed_hmc.remedies import option, remedies
+
+log = logging.getLogger("seabed_hmc")
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
 
 
-def _eval_transform(state: dict):
-    norm = state["normalisation"]
-    eval_spec = state["config"]["data"].get("eval_transforms")
-    return build_transform(eval_spec, norm["image_size"], norm["mean"], norm["std"], train=False)
+TRUE_LABELS = "true_labels"  # the manifest's labels in predict's output
 
 
 def _batches(dataset: ImageDataset, batch_size: int, workers: int):
     return DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_skip_bad)
+
+
+def load_for_inference(
+    checkpoint: str | Path, batch_size: int | None = None, workers: int | None = None
+) -> tuple[HierarchicalClassifier, Hierarchy, dict, RunConfig, FeatureCache | None]:
+    """Model, hierarchy, checkpoint record, the run's config and its feature cache (a frozen encoder
+    with ``train.feature_cache``; its BatchNorm is then left unfolded, as when the features were
+    first computed).  ``batch_size`` and ``workers`` override the run's; the run's batch size
+    reproduces its numbers exactly."""
+    state = load_checkpoint(checkpoint, mmap=True)  # the optimiser's state is never read from disk
+    hierarchy = Hierarchy.from_dict(state["hierarchy"], source=str(checkpoint))
+    config = checkpoint_config(state, checkpoint)
+    config.train.progress = False
+    if batch_size:
+        config.train.batch_size = batch_size
+    if workers is not None:
+        config.data.workers = workers
+    cached = bool(config.encoder.freeze and config.train.feature_cache)
+    model = inference_model(config, hierarchy, state["model"], fold=not cached)
+    return model, hierarchy, state, config, feature_cache(model, config)
+
+
+def select_split(table, split: str, source: str | Path) -> tuple[np.ndarray, str]:
+    """The rows to score and a phrase saying which: the rows of ``split`` (``test``, ``val``,
+    ``train``) when the manifest has a split column, every row for ``all`` or when it has none."""
+    if split not in SPLIT_CHOICES:
+        raise ValueError(f"split must be one of {list(SPLIT_CHOICES)}, got {split!r}")
+    splits = manifest_splits(table)
+    if split == "all":
+        return np.arange(len(table)), f"all {len(table)} rows"
+    if splits is None:
+        return np.arange(len(table)), f"all {len(table)} rows (the manifest has no split column)"
+    rows = splits[split]
+    if len(rows) == 0:
+        counts = ", ".join(f"{name} {len(found)}" for name, found in splits.items())
+        raise ValueError(
+            f"{source} has no rows with split {split!r} (rows per split: {counts}); "
+            + remedies(option("split", "val", "(or test, train, all)"), "label some rows " + repr(split))
+        )
+    return rows, f"{len(rows)} rows of split {split!r}"
 
 
 @torch.no_grad()
@@ -45,47 +89,66 @@ def evaluate_checkpoint(
     checkpoint: str | Path,
     manifest: str | Path,
     out: str | Path | None = None,
-    batch_size: int = 32,
-    workers: int = 2,
+    batch_size: int | None = None,
+    workers: int | None = None,
     device: str = "auto",
+    split: str = "test",
+    root: str | Path | None = None,
+    allow_outside_root: bool = False,
+    columns: dict | None = None,
 ) -> dict:
-    """Metrics of a checkpoint on a labelled manifest; writes metrics.json and nodes.csv into ``out``.
-    ``device``: see :mod:`seabed_hmc.engine.device`."""
-    device = resolve_device(device)
-    model, hierarchy, state = load_model(checkpoint)
-    model.to(device)
-    data = state["config"]["data"]  # the training run's column names apply to manifests like its own
-    table = read_manifest(manifest, hierarchy=hierarchy, columns=data.get("columns") or None)
-    dataset = ImageDataset(table.frame["image"].tolist(), table.targets, table.mask, _eval_transform(state))
-    means, rows, bad = [], [], []
-    for batch in tqdm(_batches(dataset, batch_size, workers), desc="evaluate", leave=False):
-        bad += [
-            (dataset.paths[i], r)
-            for i, r in zip(batch.get("bad", []), batch.get("bad_reasons", []), strict=True)
-        ]
-        if batch["index"].numel():
-            images = to_device(batch["image"], device)
-            means.append(ensemble_probabilities(model(images), hierarchy)[0].cpu())
-            rows.append(batch["index"].numpy())
-    if not means:
-        raise ValueError(f"no image of {manifest} could be read ({len(bad)} failed)")
-    kept = np.concatenate(rows)
-    probabilities = torch.cat(means)
-    train_counts = None if state.get("train_counts") is None else np.asarray(state["train_counts"])
-    metrics = evaluate_predictions(
-        probabilities, table.targets[kept], table.mask[kept], hierarchy, train_counts
+    """Metrics of a checkpoint on the ``split`` rows of a labelled manifest (:func:`select_split`),
+    computed as ``train`` computed its own (:mod:`seabed_hmc.engine.evaluation`): for the run's own
+    test rows they are its ``metrics.json`` test numbers exactly.  Writes metrics.json and nodes.csv
+    (and problems.csv) into ``out``.  The result also says which rows were scored (``scored``), how
+    many of them the checkpoint was trained on (``trained_on``; None when the checkpoint does not
+    record its training images) and the images that could not be read.  ``root``,
+    ``allow_outside_root`` and ``columns`` are :func:`~seabed_hmc.data.manifest.read_manifest`'s
+    (default ``columns``: the run's).  ``device``: see :mod:`seabed_hmc.engine.device`."""
+    model, hierarchy, state, config, cache = load_for_inference(checkpoint, batch_size, workers)
+    model.to(resolve_device(device))
+    table = read_manifest(
+        manifest,
+        hierarchy=hierarchy,
+        root=root,
+        columns=columns or config.data.columns or None,
+        allow_outside_root=allow_outside_root,
     )
-    metrics["images"], metrics["skipped_images"] = int(len(kept)), len(bad)
+    rows, scored = select_split(table, split, manifest)
+    paths = table.frame["image"].iloc[rows].tolist()
+    trained = state.get("train_images")
+    trained_on = None if trained is None else len(set(paths) & set(trained))
+    if trained_on:
+        log.warning(
+            "%d of the %d rows scored are images %s was trained on: their scores are optimistic",
+            trained_on,
+            len(rows),
+            checkpoint,
+        )
+    _, eval_transform = transforms(config, state["normalisation"])
+    dataset = ImageDataset(paths, table.targets[rows], table.mask[rows], eval_transform)
+    inputs, problems = split_inputs(model, config, dataset, cache, description="evaluate features")
+    counts = state.get("metric_counts", state.get("train_counts"))
+    counts = None if counts is None else np.asarray(counts)
+    result = score_split(model, inputs, config, hierarchy, counts, problems)
+    if len(result.targets) == 0:
+        raise ValueError(f"no image of {manifest} ({scored}) could be read ({len(problems)} failed)")
+    metrics = {
+        **result.metrics,
+        "scored": scored,
+        "images": len(result.targets),
+        "skipped_images": len(problems),
+        "trained_on": trained_on,
+    }
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        report = node_report(
-            probabilities, table.targets[kept], table.mask[kept], hierarchy, train_counts, 0.5
-        )
+        train_counts = state.get("train_counts")
+        report = result.report(hierarchy, train_counts, config.train.threshold)
         report.to_csv(out / "nodes.csv", index=False)
-        if bad:
-            pd.DataFrame(bad, columns=["image", "reason"]).to_csv(out / "problems.csv", index=False)
+        if problems:
+            pd.DataFrame(problems, columns=["image", "reason"]).to_csv(out / "problems.csv", index=False)
     return metrics
 
 
@@ -102,12 +165,13 @@ def image_list(source: str | Path, columns: dict | None = None) -> tuple[list[st
 
 
 def manifest_columns(source: str | Path, columns: dict | None = None) -> list[str]:
-    """The metadata columns a manifest passes through (none for a folder)."""
+    """The columns a manifest passes through (none for a folder): all but ``image``, its ``labels``
+    (the ground truth) named ``true_labels``."""
     source = Path(source)
     if source.is_dir() or source.suffix.lower() != ".csv":
         return []
     frame = _rename(pd.read_csv(source, dtype=str, nrows=0), columns)
-    return [c for c in frame.columns if c not in ("image", "labels")]
+    return [TRUE_LABELS if c == "labels" else c for c in frame.columns if c != "image"]
 
 
 def _rename(frame: pd.DataFrame, columns: dict | None) -> pd.DataFrame:
@@ -138,7 +202,8 @@ def image_chunks(source: str | Path, columns: dict | None = None, chunk_rows: in
         if "image" not in frame:
             raise ValueError(f"{source} has no 'image' column (nor the run's data.columns name for it)")
         paths = [str(p if Path(p).is_absolute() else root / p) for p in frame["image"]]
-        metadata = frame.drop(columns=[c for c in ("image", "labels") if c in frame]).to_dict("records")
+        frame = frame.drop(columns=["image"]).rename(columns={"labels": TRUE_LABELS})
+        metadata = frame.to_dict("records")
         yield paths, metadata
 
 
@@ -146,22 +211,25 @@ def predict_images(
     checkpoint: str | Path,
     source: str | Path,
     out_csv: str | Path,
-    batch_size: int = 32,
-    workers: int = 2,
-    threshold: float = 0.5,
+    batch_size: int | None = None,
+    workers: int | None = None,
+    threshold: float | None = None,
     chunk_rows: int = 4096,
     device: str = "auto",
 ) -> dict:
     """Write per-image predictions (coherent paths, per-node probabilities and spread) to a CSV.
 
+    Every manifest column passes through; its ``labels`` (the ground truth) as ``true_labels``.
     Streams: the images are read ``chunk_rows`` at a time and rows are written as they are predicted,
-    so memory stays bounded whatever the number of images (``scripts/bench_predict_stream.py``).
-    ``device``: see :mod:`seabed_hmc.engine.device`."""
-    device = resolve_device(device)
-    model, hierarchy, state = load_model(checkpoint)
-    model.to(device)
-    columns = state["config"]["data"].get("columns") or None
-    transform = _eval_transform(state)
+    so memory stays bounded whatever the number of images (``scripts/bench_predict_stream.py``).  A
+    frozen encoder's features come from (and go to) the run's feature cache, chunk by chunk.
+    ``threshold``: default the run's ``train.threshold``.  ``device``: see
+    :mod:`seabed_hmc.engine.device`."""
+    model, hierarchy, state, config, cache = load_for_inference(checkpoint, batch_size, workers)
+    model.to(resolve_device(device))
+    threshold = config.train.threshold if threshold is None else threshold
+    columns = config.data.columns or None
+    _, transform = transforms(config, state["normalisation"])
     meta_columns = manifest_columns(source, columns)
     evaluated = np.flatnonzero(hierarchy.evaluated)
     node_columns = [f"p[{hierarchy.nodes[i]}]" for i in evaluated]
@@ -180,34 +248,56 @@ def predict_images(
             counts["images"] += len(paths)
             nothing = torch.zeros(len(paths), 0)  # no targets to carry: zero-width, not (rows, nodes)
             dataset = ImageDataset(paths, nothing, nothing, transform)
-            for batch in _batches(dataset, batch_size, workers):
+            for failed, indices, mean, spread in _predicted_batches(model, dataset, config, cache, hierarchy):
                 lines = {}  # dataset index -> CSV row; written in input order
-                for index, reason in zip(batch.get("bad", []), batch.get("bad_reasons", []), strict=True):
+                for index, reason in failed:
                     lines[index] = [
                         paths[index],
                         *[metadata[index].get(c, "") for c in meta_columns],
                         "",
                         reason,
                     ]
-                    counts["failed"] += 1
-                if batch["index"].numel():
-                    images = to_device(batch["image"], device)
-                    mean, spread = (t.cpu() for t in ensemble_probabilities(model(images), hierarchy))
-                    decoded = hierarchy.decode((mean >= threshold).numpy())
-                    for row, index in enumerate(batch["index"].tolist()):
-                        lines[index] = (
-                            [
-                                paths[index],
-                                *[metadata[index].get(c, "") for c in meta_columns],
-                                "|".join(decoded[row]),
-                                "",
-                            ]
-                            + [f"{v:.4f}" for v in mean[row, evaluated].tolist()]
-                            + [f"{v:.4f}" for v in spread[row, evaluated].tolist()]
-                        )
-                        counts["predicted"] += 1
+                decoded = hierarchy.decode((mean >= threshold).numpy())
+                for row, index in enumerate(indices):
+                    lines[index] = (
+                        [
+                            paths[index],
+                            *[metadata[index].get(c, "") for c in meta_columns],
+                            "|".join(decoded[row]),
+                            "",
+                        ]
+                        + [f"{v:.4f}" for v in mean[row, evaluated].tolist()]
+                        + [f"{v:.4f}" for v in spread[row, evaluated].tolist()]
+                    )
+                counts["failed"] += len(failed)
+                counts["predicted"] += len(indices)
                 writer.writerows(lines[index] for index in sorted(lines))
                 progress.update(len(lines))
     progress.close()
     os.replace(temporary, out_csv)
     return counts
+
+
+def _predicted_batches(
+    model, dataset: ImageDataset, config: RunConfig, cache: FeatureCache | None, hierarchy
+):
+    """(failed [(index, reason)], indices, mean, spread) per batch of ``dataset``: from cached features
+    (one batch) when ``cache`` is given, else image batches through the whole model."""
+    if cache is not None:
+        position = {path: index for index, path in enumerate(dataset.paths)}
+        inputs, problems = split_inputs(model, config, dataset, cache, description="predict features")
+        failed = [(position[path], reason) for path, reason in problems]
+        mean, spread, kept = predict_inputs(model, inputs, config, hierarchy)
+        yield failed, inputs.rows[kept].tolist(), mean, spread
+        return
+    device = device_of(model)
+    for batch in eval_loader(dataset, config):
+        failed = list(zip(batch.get("bad", []), batch.get("bad_reasons", []), strict=True))
+        if not batch["index"].numel():
+            yield failed, [], torch.zeros(0, len(hierarchy)), torch.zeros(0, len(hierarchy))
+            continue
+        images = to_device(batch["image"], device)
+        if config.train.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        mean, spread = (t.cpu() for t in ensemble_probabilities(model(images), hierarchy))
+        yield failed, batch["index"].tolist(), mean, spread

@@ -68,10 +68,9 @@ def prepare_data(data: DataConfig, seed: int) -> PreparedData:
     if check.problems:
         log.warning("%d of %d images are unreadable and skipped", len(check.problems), len(table))
     table = table.select(np.asarray(check.good))
-    split = table.frame["split"].fillna("").astype(str).str.lower() if "split" in table.frame else None
-    if split is not None and (split != "").any():
-        splits = {name: np.flatnonzero((split == name).to_numpy()) for name in SPLITS}
-        unassigned = int((split == "").sum())
+    splits = manifest_splits(table)
+    if splits is not None:
+        unassigned = len(table) - sum(len(rows) for rows in splits.values())
         if unassigned:
             log.warning("%d rows have no split and are not used", unassigned)
     else:
@@ -88,6 +87,16 @@ def prepare_data(data: DataConfig, seed: int) -> PreparedData:
         raise ConfigError(f"no validation images in {table.source}: give some rows split=val")
     table.hierarchy = exclude_always_on_roots(table.hierarchy, table.targets[splits["train"]])
     return PreparedData(table=table, splits=splits, problems=problems)
+
+
+def manifest_splits(table: ImageTable) -> dict[str, np.ndarray] | None:
+    """Row indices of each split named in the table's ``split`` column (None when it has none)."""
+    if "split" not in table.frame:
+        return None
+    split = table.frame["split"].fillna("").astype(str).str.lower()
+    if not (split != "").any():
+        return None
+    return {name: np.flatnonzero((split == name).to_numpy()) for name in SPLITS}
 
 
 def exclude_always_on_roots(hierarchy: Hierarchy, train_targets) -> Hierarchy:
@@ -181,19 +190,37 @@ def _build_for_loading(config: RunConfig, hierarchy: Hierarchy, weights: dict) -
     return model
 
 
-def load_model(checkpoint: str | Path, fold: bool = True) -> tuple[HierarchicalClassifier, Hierarchy, dict]:
-    """The trained model (eval mode), its hierarchy and the checkpoint record, from the checkpoint file.
+def inference_model(
+    config: RunConfig, hierarchy: Hierarchy, weights: dict, fold: bool = True
+) -> HierarchicalClassifier:
+    """The model that scores images after training, in ``train``'s final evaluation and in
+    ``evaluate``/``predict`` alike (so both report the same numbers): ``weights`` loaded, eval mode,
+    the encoder channels-last when the run trained that way, and with ``fold`` its BatchNorm layers
+    folded into their convolutions (:func:`~seabed_hmc.models.fold.fold_batchnorm`: the same outputs
+    up to rounding, MobileNetV2 ~1.3x faster on the CPU), so it must not be trained further or saved."""
+    import torch
 
-    For inference only: with ``fold`` (the default) the encoder's BatchNorm layers are folded into
-    their convolutions (:func:`~seabed_hmc.models.fold.fold_batchnorm`: the same outputs, MobileNetV2
-    ~1.3x faster on the CPU), so the model must not be trained further or saved."""
-    state = load_checkpoint(checkpoint, mmap=True)  # the optimiser's state is never read from disk
-    hierarchy = Hierarchy.from_dict(state["hierarchy"], source=str(checkpoint))
-    config = config_from_dict(state["config"], source=f"checkpoint {checkpoint}")
-    config.encoder.name = state["encoder"]["name"]  # resolved (a short weight name implies the model)
-    model = _build_for_loading(config, hierarchy, state["model"])
+    model = _build_for_loading(config, hierarchy, weights)
     model.eval()
     if fold:
         folded = fold_batchnorm(model.encoder)
         log.debug("folded %d BatchNorm layers of the encoder into their convolutions", folded)
+    if config.train.channels_last:
+        model.encoder.to(memory_format=torch.channels_last)
+    return model
+
+
+def load_model(checkpoint: str | Path, fold: bool = True) -> tuple[HierarchicalClassifier, Hierarchy, dict]:
+    """The trained model (:func:`inference_model`), its hierarchy and the checkpoint record, from the
+    checkpoint file alone."""
+    state = load_checkpoint(checkpoint, mmap=True)  # the optimiser's state is never read from disk
+    hierarchy = Hierarchy.from_dict(state["hierarchy"], source=str(checkpoint))
+    model = inference_model(checkpoint_config(state, checkpoint), hierarchy, state["model"], fold)
     return model, hierarchy, state
+
+
+def checkpoint_config(state: dict, checkpoint: str | Path) -> RunConfig:
+    """The run's resolved config as the checkpoint recorded it."""
+    config = config_from_dict(state["config"], source=f"checkpoint {checkpoint}")
+    config.encoder.name = state["encoder"]["name"]  # resolved (a short weight name implies the model)
+    return config

@@ -2,8 +2,9 @@
 
 ``train(config)`` writes into ``config.out``: ``config.yaml`` (the resolved config), ``last.pt`` and
 ``best.pt`` (checkpoints, written atomically), ``log.csv`` (one row per epoch), ``metrics.json`` (the
-best checkpoint on validation and test) and ``nodes.csv`` (the per-node report), plus
-``problems.csv`` when images were skipped.
+best checkpoint on validation and test, scored as ``evaluate`` scores it) and ``nodes.csv`` (the
+per-node report), plus ``problems.csv`` when images were skipped, and ``status.json`` (running,
+finished, stopped, failed with the error, or interrupted; with the command).
 
 With a frozen encoder and ``train.feature_cache``, features are computed once (and reused across runs
 through the on-disk cache); each epoch then trains the heads on those tensors.  Otherwise each epoch
@@ -17,10 +18,11 @@ import hashlib
 import json
 import logging
 import math
-import os
 import random
+import shlex
+import sys
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -36,46 +38,21 @@ from seabed_hmc.engine._memory import serve_large_blocks_from_heap
 from seabed_hmc.engine.checkpoint import keep_copy, load_checkpoint, save_checkpoint
 from seabed_hmc.engine.device import device_of, resolve_device, to_device
 from seabed_hmc.engine.distributed import World
-from seabed_hmc.engine.features import FeatureCache
-from seabed_hmc.engine.setup import PreparedData, build_model, normalisation, prepare_data, transforms
+from seabed_hmc.engine.evaluation import Inputs, feature_cache, score_split, split_inputs
+from seabed_hmc.engine.setup import (
+    PreparedData,
+    build_model,
+    inference_model,
+    normalisation,
+    prepare_data,
+    transforms,
+)
 from seabed_hmc.losses import build_loss, node_frequencies
-from seabed_hmc.metrics import evaluate_predictions, node_scores
 from seabed_hmc.models.classifier import HierarchicalClassifier
-from seabed_hmc.models.heads import ensemble_probabilities
+from seabed_hmc.reporting import write_text_atomic
 
 log = logging.getLogger("seabed_hmc")
-
-
-@dataclass
-class Inputs:
-    """One split as the loop consumes it: cached features (views, n, F) or an image dataset."""
-
-    targets: torch.Tensor
-    mask: torch.Tensor
-    features: torch.Tensor | None = None
-    images: ImageDataset | None = None
-    rows: np.ndarray | None = None  # positions within the split (images that failed are left out)
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def select(self, positions: np.ndarray) -> Inputs:
-        """The rows at these positions of the split (a training subset); rows whose image failed to
-        load are absent from both and stay absent."""
-        rows = np.arange(len(self)) if self.rows is None else self.rows
-        keep = np.flatnonzero(np.isin(rows, np.asarray(positions)))
-        index = torch.from_numpy(keep)
-        images = None
-        if self.images is not None:
-            images = ImageDataset(
-                [self.images.paths[i] for i in keep],
-                self.images.targets[index],
-                self.images.mask[index],
-                self.images.transform,
-                self.images.max_pixels,
-            )
-        features = None if self.features is None else self.features[:, index]
-        return Inputs(self.targets[index], self.mask[index], features, images, rows[keep])
+STATUS_FILE = "status.json"
 
 
 def seed_everything(seed: int, epoch: int = 0) -> None:
@@ -108,68 +85,25 @@ def _loader(dataset: ImageDataset, batch_size: int, workers: int, shuffle: bool,
     )
 
 
-def default_cache_dir() -> Path:
-    """``$SEABED_HMC_CACHE`` or ``$XDG_CACHE_HOME/seabed_hmc/features`` (``~/.cache/...``): shared by all
-    runs, which is safe because entries are keyed on everything that changes the features."""
-    if os.environ.get("SEABED_HMC_CACHE"):
-        return Path(os.environ["SEABED_HMC_CACHE"])
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "seabed_hmc" / "features"
-
-
 def build_inputs(config: RunConfig, model: HierarchicalClassifier, data: PreparedData, norm: dict) -> dict:
-    """Per split, either cached features (frozen encoder + cache) or an image dataset."""
+    """Per split, either cached features (frozen encoder + cache) or an image dataset
+    (:func:`~seabed_hmc.engine.evaluation.split_inputs`, the path ``evaluate`` takes too)."""
     table = data.table
     train_transform, eval_transform = transforms(config, norm)
-    use_cache = bool(getattr(model.encoder, "frozen", False)) and config.train.feature_cache
-    cache_dir = Path(config.train.cache_dir) if config.train.cache_dir else default_cache_dir()
-    cache = FeatureCache(cache_dir)
+    cache = feature_cache(model, config)
     inputs = {}
     for split, rows in data.splits.items():
         if len(rows) == 0:
             continue
         paths = table.frame["image"].iloc[rows].tolist()
-        targets, mask = table.targets[rows], table.mask[rows]
         is_train = split == "train"
-        transform = (
-            train_transform
-            if is_train and (not use_cache or config.train.augmented_views)
-            else eval_transform
+        augmented = is_train and (cache is None or config.train.augmented_views)
+        dataset = ImageDataset(
+            paths, table.targets[rows], table.mask[rows], train_transform if augmented else eval_transform
         )
-        dataset = ImageDataset(paths, targets, mask, transform)
-        if not use_cache:
-            inputs[split] = Inputs(targets, mask, images=dataset, rows=np.arange(len(rows)))
-            continue
         views = config.train.augmented_views if is_train and config.train.augmented_views else 1
-        features, ok, hit = cache.features(
-            model,
-            dataset,
-            model.encoder.description,
-            views=views,
-            seed=config.train.seed,
-            batch_size=max(config.train.batch_size, 32),
-            workers=config.data.workers,
-            channels_last=config.train.channels_last,
-            progress=config.train.progress,
-            description=f"{split} features",
-        )
-        log.info(
-            "%s: %s features for %d images (%d views)",
-            split,
-            "cached" if hit else "computed",
-            len(rows),
-            views,
-        )
-        if not bool(ok.all()):
-            bad = [
-                (paths[i], "failed to load during feature extraction") for i in np.flatnonzero(~ok.numpy())
-            ]
-            data.problems.extend(bad)
-        kept = np.flatnonzero(ok.numpy())
-        if len(kept) < len(rows):
-            keep = torch.from_numpy(kept)
-            features, targets, mask = features[:, keep], targets[keep], mask[keep]
-        inputs[split] = Inputs(targets, mask, features=features, rows=kept)
+        inputs[split], bad = split_inputs(model, config, dataset, cache, views, f"{split} features")
+        data.problems.extend(bad)
     return inputs
 
 
@@ -286,35 +220,6 @@ class RankBatches(torch.utils.data.Sampler):
         return math.ceil(self.count / self.batch_size)
 
 
-@torch.no_grad()
-def predict_inputs(
-    model, inputs: Inputs, config: RunConfig, hierarchy
-) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """(probabilities, spread, kept rows) for a split; rows whose image failed are left out."""
-    model.eval()
-    device = device_of(model)
-    if inputs.features is not None:
-        means, spreads = [], []
-        for part in inputs.features[0].split(4096):  # bounded device memory for large splits
-            mean, spread = ensemble_probabilities(model.head(to_device(part, device)), hierarchy)
-            means.append(mean.cpu())
-            spreads.append(spread.cpu())
-        return torch.cat(means), torch.cat(spreads), np.arange(len(inputs))
-    means, spreads, rows = [], [], []
-    loader = _loader(inputs.images, max(config.train.batch_size, 32), config.data.workers, False, 0)
-    for batch in loader:
-        if batch["index"].numel() == 0:
-            continue
-        images = to_device(batch["image"], device)
-        if config.train.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        mean, spread = ensemble_probabilities(model(images), hierarchy)
-        means.append(mean.cpu())
-        spreads.append(spread.cpu())
-        rows.append(batch["index"].numpy())
-    return torch.cat(means), torch.cat(spreads), np.concatenate(rows)
-
-
 def _metric(value: float) -> float:
     return -math.inf if value is None or not math.isfinite(value) else value
 
@@ -354,23 +259,6 @@ def _scheduler(optimiser, config: RunConfig):
     raise ValueError(f"train.scheduler must be cosine or none, got {config.train.scheduler!r}")
 
 
-def node_report(probabilities, targets, mask, hierarchy, train_counts, threshold: float) -> pd.DataFrame:
-    scores = node_scores(probabilities.numpy() >= threshold, targets, mask, hierarchy)
-    return pd.DataFrame(
-        {
-            "node": hierarchy.nodes,
-            "depth": hierarchy.depth,
-            "evaluated": hierarchy.evaluated,
-            "train_positives": train_counts.astype(int),
-            "support": scores.support,
-            "predicted_positives": scores.predicted_positives,
-            "precision": scores.precision,
-            "recall": scores.recall,
-            "f1": scores.f1,
-        }
-    )
-
-
 def train(
     config: RunConfig,
     resume: bool = False,
@@ -396,6 +284,60 @@ def train(
     world = distributed.setup(device)  # under torchrun: join the group (NCCL on GPUs, gloo on the CPU)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    with run_status(out, world.main, save_checkpoints and not resume) as status:
+        results = _train(
+            config,
+            device,
+            world,
+            out,
+            resume,
+            stop_after,
+            data,
+            train_subset,
+            reference_counts,
+            save_checkpoints,
+        )
+        status["outcome"] = "stopped" if "stopped_after_epoch" in results else "finished"
+        return results
+
+
+RUN_REPORTS = ("metrics.json", "nodes.csv", "problems.csv")  # written only by a run that finished
+
+
+@contextmanager
+def run_status(out: Path, main: bool, fresh: bool):
+    """``status.json`` in the run folder says whether the run is ``running``, ``finished``, ``stopped``
+    (``stop_after``: resume it), ``failed`` (with the error) or ``interrupted``, with the command and
+    the times.  A fresh run (not resumed) first removes an earlier run's reports (``RUN_REPORTS``), so a
+    folder never shows a failed run beside another run's metrics.  Yields the status record; set its
+    ``outcome`` to end with another status than ``finished``."""
+    if not main:
+        yield {}
+        return
+    status = {"status": "running", "command": shlex.join(sys.argv), "started": _now()}
+    if fresh:
+        for name in RUN_REPORTS:
+            (out / name).unlink(missing_ok=True)
+    write_text_atomic(out / STATUS_FILE, json.dumps(status, indent=2))
+    try:
+        yield status
+    except BaseException as error:
+        failed = "failed" if isinstance(error, Exception) else "interrupted"
+        status.pop("outcome", None)
+        status.update(status=failed, error=f"{type(error).__name__}: {error}", ended=_now())
+        write_text_atomic(out / STATUS_FILE, json.dumps(status, indent=2))
+        raise
+    status.update(status=status.pop("outcome", "finished"), ended=_now())
+    write_text_atomic(out / STATUS_FILE, json.dumps(status, indent=2))
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _train(
+    config, device, world, out, resume, stop_after, data, train_subset, reference_counts, save_checkpoints
+):
     if world.main:
         save_config(config, out / "config.yaml")
     torch.use_deterministic_algorithms(config.train.deterministic, warn_only=True)
@@ -464,7 +406,9 @@ def train(
         "normalisation": norm,
         "config": config_to_dict(config),
         "train_indices": torch.as_tensor(train_rows),
+        "train_images": data.table.frame["image"].iloc[train_rows].tolist(),
         "train_counts": torch.as_tensor(train_counts),
+        "metric_counts": torch.as_tensor(metric_counts),
         "image_source": str(data.table.source),
     }
     log_path = out / "log.csv"
@@ -487,10 +431,7 @@ def train(
                 return {}
             continue
         val = inputs["val"]
-        probabilities, _, kept = predict_inputs(model, val, config, hierarchy)
-        metrics = evaluate_predictions(
-            probabilities, val.targets[kept], val.mask[kept], hierarchy, metric_counts, config.train.threshold
-        )
+        metrics = score_split(model, val, config, hierarchy, metric_counts).metrics
         score = _metric(metrics.get(config.train.selection_metric))
         improved = score > best
         best = max(best, score)
@@ -550,31 +491,33 @@ def finish(
     node_counts: np.ndarray | None = None,
 ) -> dict:
     """Evaluate the best weights (``best``, or ``best.pt``) on validation and test; write metrics.json
-    and nodes.csv (whose ``train_positives`` are ``node_counts``, default ``train_counts``)."""
+    and nodes.csv (whose ``train_positives`` are ``node_counts``, default ``train_counts``).
+
+    On images this scores the inference model that ``evaluate`` loads from the checkpoint
+    (:func:`~seabed_hmc.engine.setup.inference_model`: BatchNorm folded), so ``evaluate`` on the same
+    rows prints these numbers exactly; the per-epoch validation in ``log.csv`` scored the training
+    model, which can differ from them in the last digits."""
     best = best if best is not None else load_checkpoint(out / "best.pt")
     model.load_state_dict(best["model"])
+    if any(split.images is not None for split in inputs.values()):
+        model = inference_model(config, hierarchy, best["model"]).to(device_of(model))
     results = {"best_epoch": best["epoch"], "selection_metric": config.train.selection_metric}
     report_split = "test" if "test" in inputs else "val"
     for split in ("val", "test"):
         if split not in inputs:
             continue
-        probabilities, _, kept = predict_inputs(model, inputs[split], config, hierarchy)
-        targets, mask = inputs[split].targets[kept], inputs[split].mask[kept]
-        results[split] = evaluate_predictions(
-            probabilities, targets, mask, hierarchy, train_counts, config.train.threshold
-        )
+        scored = score_split(model, inputs[split], config, hierarchy, train_counts, data.problems)
+        results[split] = scored.metrics
         if split == report_split:
             counts = train_counts if node_counts is None else node_counts
-            node_report(probabilities, targets, mask, hierarchy, counts, config.train.threshold).to_csv(
-                out / "nodes.csv", index=False
-            )
-    results["skipped_images"] = len(data.problems)
-    if data.problems:
-        pd.DataFrame(data.problems, columns=["image", "reason"]).drop_duplicates().to_csv(
-            out / "problems.csv", index=False
-        )
-        log.warning("%d images were skipped; see %s", len(data.problems), out / "problems.csv")
-    (out / "metrics.json").write_text(json.dumps(results, indent=2))
+            report = scored.report(hierarchy, counts, config.train.threshold)
+            report.to_csv(out / "nodes.csv", index=False)
+    problems = pd.DataFrame(data.problems, columns=["image", "reason"]).drop_duplicates()
+    results["skipped_images"] = len(problems)
+    if len(problems):
+        problems.to_csv(out / "problems.csv", index=False)
+        log.warning("%d images were skipped; see %s", len(problems), out / "problems.csv")
+    write_text_atomic(out / "metrics.json", json.dumps(results, indent=2))
     return results
 
 

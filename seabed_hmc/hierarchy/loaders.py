@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from seabed_hmc.hierarchy._core import ARTIFICIAL_ROOT, DEFAULT_SEPARATOR, Hierarchy, HierarchyError
+from seabed_hmc.remedies import option, remedies
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -138,8 +139,11 @@ def from_path_file(
             )
         if header_fields is None and column is None and len(fields) > 1:
             raise HierarchyError(
-                f"line {line} of {file} has {len(fields)} fields; pass column= to pick the path column, "
-                "or quote paths that contain the delimiter"
+                f"line {line} of {file} has {len(fields)} fields; "
+                + remedies(
+                    option("path_column", why="to pick the path column"),
+                    "quote paths that contain the delimiter",
+                )
             )
         rows.append((line, fields[index] if index < len(fields) else ""))
     return _tree_from_path_rows(rows, sep, excluded, on_duplicate, str(file), unit="line")
@@ -223,7 +227,10 @@ def _read_csv_records(file: Path, delimiter: str, encoding: str) -> list[tuple[i
                 if any(field.strip() for field in fields):
                     records.append((reader.line_num, fields))
     except UnicodeDecodeError as error:
-        raise HierarchyError(f"{file} is not {encoding} text ({error}); pass encoding=") from None
+        raise HierarchyError(
+            f"{file} is not {encoding} text ({error}); "
+            + remedies("save it as UTF-8", option("hierarchy_encoding", "latin-1"))
+        ) from None
     except csv.Error as error:
         raise HierarchyError(f"{file} is not valid CSV: {error}") from None
     return records
@@ -449,8 +456,8 @@ def _require_columns(header: list[str], columns: Iterable[str | None], source: s
     missing = [c for c in columns if c and c not in header]
     if missing:
         raise HierarchyError(
-            f"{source} has no column(s) {missing}; its columns are {header}; pass id_column=, "
-            "parent_column= or name_column= (or naming='id' when there are no names)"
+            f"{source} has no column(s) {missing}; its columns are {header}; "
+            + remedies("rename the columns to id, parent and name", option("table_columns"))
         )
 
 
@@ -736,7 +743,10 @@ def _arff_paths(
         if levels[0] == ARTIFICIAL_ROOT:
             raise HierarchyError(
                 f"{where}: item {number} ({item!r}) uses the reserved name {ARTIFICIAL_ROOT!r} as a path "
-                "level; pass kind='edges' if the items are parent/child edges"
+                "level; "
+                + remedies(
+                    "fix the path", option("arff_kind", "edges", "if the items are parent/child edges")
+                )
             )
         parent = ARTIFICIAL_ROOT
         for depth in range(1, len(levels) + 1):
@@ -758,8 +768,9 @@ def _arff_edges(
         terms = item.split(ARFF_PATH_SEPARATOR)
         if len(terms) != 2 or not all(terms):
             raise HierarchyError(
-                f"{where}: item {number} ({item!r}) is not a parent/child edge; pass kind='paths' if the "
-                "items are paths"
+                f"{where}: item {number} ({item!r}) is not a parent/child edge"
+                + "; "
+                + remedies("fix the item", option("arff_kind", "paths", "if the items are paths"))
             )
         if terms[0] == terms[1]:
             raise HierarchyError(f"{where}: item {number} ({item!r}) links a node to itself; remove it")

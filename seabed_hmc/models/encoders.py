@@ -28,6 +28,8 @@ import timm.data
 import torch
 from torch import nn
 
+from seabed_hmc.remedies import option, remedies
+
 #: Checkpoint wrappers whose name prefixes every key of a saved model (DDP, our Encoder, a full model).
 WRAPPER_PREFIXES = ("module.", "model.", "encoder.", "backbone.")
 
@@ -268,7 +270,7 @@ def _resolve_name_and_source(name: str | None, weights: str | Path | None) -> tu
         if name and name != known.model_name:
             raise ValueError(
                 f"weights {str(weights)!r} are for the timm model {known.model_name!r}, not {name!r}: "
-                f"pass name={known.model_name!r} (or None)"
+                + remedies(option("encoder_name", known.model_name), "leave the name out")
             )
         name = known.model_name
         path = resolve_known_weights(str(weights))

@@ -1,0 +1,154 @@
+"""One evaluation path: ``evaluate`` reproduces ``train``'s own test metrics, honours the split, warns
+about training rows, uses the feature cache; ``predict`` passes the truth through; failed runs say so."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from seabed_hmc.cli import main
+from seabed_hmc.config import load_config
+from seabed_hmc.demo import make_synthetic_seafloor
+from seabed_hmc.engine import features as features_module
+from seabed_hmc.engine.inference import evaluate_checkpoint, predict_images
+from seabed_hmc.engine.train import train
+
+
+@pytest.fixture(scope="module")
+def seafloor(tmp_path_factory) -> Path:
+    return make_synthetic_seafloor(tmp_path_factory.mktemp("seafloor"), images=48, size=32, seed=3)
+
+
+def config_for(manifest: Path, out: Path, *extra: str):
+    return load_config(
+        None,
+        [
+            f"data.manifest={manifest}",
+            f"data.hierarchy={manifest.parent / 'hierarchy.csv'}",
+            "data.workers=0",
+            "encoder.name=resnet18",
+            "encoder.input_size=32",
+            "loss.name=rare_node",
+            "head.heads=3",
+            "head.hidden=16",
+            "train.epochs=2",
+            "train.batch_size=8",
+            "train.progress=false",
+            f"train.cache_dir={out.parent / 'cache'}",
+            f"out={out}",
+            *extra,
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        ("encoder.freeze=true", "train.feature_cache=true"),  # heads on cached features
+        ("encoder.freeze=false", "train.bf16=auto"),  # images through the whole model, BatchNorm folded
+        ("encoder.freeze=true", "train.feature_cache=false"),
+    ],
+    ids=["cached-features", "trainable-encoder", "frozen-uncached"],
+)
+def test_evaluate_prints_the_runs_own_test_metrics_exactly(seafloor, tmp_path, setting):
+    out = tmp_path / "run"
+    trained = train(config_for(seafloor, out, *setting))
+    evaluated = evaluate_checkpoint(out / "best.pt", seafloor, workers=0)
+    assert evaluated["scored"] == "9 rows of split 'test'" and evaluated["images"] == 9
+    assert {key: evaluated[key] for key in trained["test"]} == trained["test"]  # every metric, exactly
+    assert evaluated["trained_on"] == 0
+    report = pd.read_csv(out / "nodes.csv")
+    evaluate_checkpoint(out / "best.pt", seafloor, tmp_path / "eval", workers=0)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "eval" / "nodes.csv"), report)
+
+
+def test_evaluate_scores_the_chosen_split_and_counts_training_rows(seafloor, tmp_path, caplog):
+    out = tmp_path / "run"
+    trained = train(config_for(seafloor, out, "encoder.freeze=true"))
+    validation = evaluate_checkpoint(out / "best.pt", seafloor, workers=0, split="val")
+    assert validation["scored"] == "9 rows of split 'val'" and validation["trained_on"] == 0
+    assert validation["au_prc"] == trained["val"]["au_prc"]
+    with caplog.at_level(logging.WARNING, logger="seabed_hmc"):
+        everything = evaluate_checkpoint(out / "best.pt", seafloor, workers=0, split="all")
+    assert everything["images"] == 48 and everything["trained_on"] == 30
+    assert "30 of the 48 rows scored are images" in caplog.text
+    # a manifest without a split column: every row is scored, and the training rows are counted
+    bare = seafloor.parent / "no_split.csv"
+    pd.read_csv(seafloor).drop(columns=["split"]).to_csv(bare, index=False)
+    unsplit = evaluate_checkpoint(out / "best.pt", bare, workers=0)
+    assert unsplit["scored"] == "all 48 rows (the manifest has no split column)"
+    assert unsplit["trained_on"] == 30
+
+
+def test_evaluate_cli_says_what_it_scored_and_names_its_own_flags(seafloor, tmp_path, capsys):
+    out = tmp_path / "run"
+    train(config_for(seafloor, out, "encoder.freeze=true", "train.epochs=1"))
+    base = ["evaluate", "--checkpoint", str(out / "best.pt"), "--manifest", str(seafloor), "--workers", "0"]
+    assert main([*base, "--split", "train"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["trained_on"] == 30
+    assert "scored 30 rows of split 'train': 30 images, 30 of them were training images" in captured.err
+    only_test = seafloor.parent / "only_test.csv"
+    frame = pd.read_csv(seafloor)
+    frame[frame.split == "test"].to_csv(only_test, index=False)
+    assert main([*base[:4], str(only_test), "--split", "val"]) == 2
+    error = capsys.readouterr().err
+    assert "no rows with split 'val' (rows per split: train 0, val 0, test 9)" in error
+    assert "pass --split val" in error
+
+
+def test_evaluate_reads_cached_features_instead_of_recomputing(seafloor, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    trained = train(config_for(seafloor, out, "encoder.freeze=true", "train.epochs=1"))
+
+    def no_extraction(*args, **kwargs):
+        raise AssertionError("features were recomputed")
+
+    monkeypatch.setattr(features_module, "extract_features", no_extraction)
+    evaluated = evaluate_checkpoint(out / "best.pt", seafloor, workers=0)
+    assert evaluated["au_prc"] == trained["test"]["au_prc"]
+
+
+def test_predict_uses_the_cache_and_keeps_the_truth(seafloor, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    train(config_for(seafloor, out, "encoder.freeze=true", "train.epochs=1"))
+    first = predict_images(out / "best.pt", seafloor, tmp_path / "first.csv", workers=0)
+    cache_files = sorted((tmp_path / "cache").glob("*.pt"))
+    monkeypatch.setattr(features_module, "extract_features", lambda *a, **k: pytest.fail("recomputed"))
+    again = predict_images(out / "best.pt", seafloor, tmp_path / "again.csv", workers=0, threshold=0.3)
+    assert first == again == {"images": 48, "predicted": 48, "failed": 0}
+    assert sorted((tmp_path / "cache").glob("*.pt")) == cache_files
+    one, two = (pd.read_csv(tmp_path / name, keep_default_na=False) for name in ("first.csv", "again.csv"))
+    probabilities = [c for c in one.columns if c.startswith("p[")]
+    pd.testing.assert_frame_equal(one[probabilities], two[probabilities])
+    manifest = pd.read_csv(seafloor, keep_default_na=False)
+    assert one.true_labels.tolist() == manifest.labels.tolist()
+    assert one.split.tolist() == manifest.split.tolist()
+
+
+def test_a_failed_run_says_so_and_a_rerun_is_not_confused(seafloor, tmp_path):
+    out = tmp_path / "run"
+    train(config_for(seafloor, out, "encoder.freeze=true", "train.epochs=1"))
+    status = json.loads((out / "status.json").read_text())
+    assert status["status"] == "finished" and status["command"] and status["ended"]
+    broken = config_for(seafloor, out, "encoder.freeze=true", "loss.name=rare_node", "loss.uncertainty=nope")
+    with pytest.raises(ValueError, match="nope"):
+        train(broken)
+    status = json.loads((out / "status.json").read_text())
+    assert status["status"] == "failed" and "nope" in status["error"]
+    assert not (out / "metrics.json").exists() and not (out / "nodes.csv").exists()  # no stale reports
+    train(config_for(seafloor, out, "encoder.freeze=true", "train.epochs=1"))
+    assert json.loads((out / "status.json").read_text())["status"] == "finished"
+    assert (out / "metrics.json").exists()
+
+
+def test_a_run_stopped_to_resume_later_says_stopped(seafloor, tmp_path):
+    out = tmp_path / "run"
+    train(config_for(seafloor, out, "encoder.freeze=true", "train.epochs=3"), stop_after=1)
+    assert json.loads((out / "status.json").read_text())["status"] == "stopped"
+    train(config_for(seafloor, out, "encoder.freeze=true", "train.epochs=3"), resume=True)
+    assert json.loads((out / "status.json").read_text())["status"] == "finished"
