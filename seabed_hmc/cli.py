@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 import sys
@@ -202,9 +203,17 @@ def _hierarchy(args: argparse.Namespace) -> int:
         options["column"] = int(args.column) if args.column.isdigit() else args.column
     if args.encoding:
         options["encoding"] = args.encoding
+    if args.on_duplicate:
+        options["on_duplicate"] = args.on_duplicate
     if options and Path(args.file).suffix.lower() not in (".csv", ".txt"):
-        raise ValueError(f"--column and --encoding apply to .csv/.txt path files, not {args.file}")
-    hierarchy = load_hierarchy(args.file, **options)
+        raise ValueError(f"--column, --encoding and --on-duplicate apply to .csv/.txt files, not {args.file}")
+    if not options and _is_manifest(args.file):
+        from seabed_hmc.data.manifest import read_manifest
+
+        hierarchy = read_manifest(args.file).hierarchy  # the union of its label paths
+        print(f"(from the labels of manifest {args.file})")
+    else:
+        hierarchy = load_hierarchy(args.file, **options)
     if args.action == "validate":
         print(f"ok: {hierarchy}")
         return 0
@@ -214,6 +223,15 @@ def _hierarchy(args: argparse.Namespace) -> int:
         flag = "" if hierarchy.evaluated[node] else "   (not evaluated)"
         print(f"{'  ' * depth}{hierarchy.short_name(node)}{flag}")
     return 0
+
+
+def _is_manifest(file: str) -> bool:
+    """A CSV whose header has the manifest's image and labels columns."""
+    if Path(file).suffix.lower() != ".csv" or not Path(file).is_file():
+        return False
+    with open(file, newline="", encoding="utf-8-sig", errors="replace") as handle:
+        header = {cell.strip() for cell in next(csv.reader(handle), [])}
+    return {"image", "labels"} <= header
 
 
 def _depth_first(hierarchy) -> list[int]:
@@ -360,6 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     hierarchy.add_argument("--all", action="store_true", help="list nodes in topological order")
     hierarchy.add_argument("--column", help="path files: the path column, by header name or 0-based index")
     hierarchy.add_argument("--encoding", help="path files: the text encoding (default UTF-8)")
+    hierarchy.add_argument(
+        "--on-duplicate", choices=["error", "ignore"], help="path files: a path listed twice (default error)"
+    )
     hierarchy.set_defaults(run=_hierarchy)
     return parser
 

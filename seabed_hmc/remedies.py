@@ -44,6 +44,7 @@ OPTIONS: dict[str, Option] = {
     "on_duplicate": Option("on_duplicate"),
     "path_column": Option("column", None, "--column", ("hierarchy",)),
     "hierarchy_encoding": Option("encoding", None, "--encoding", ("hierarchy",)),
+    "path_duplicates": Option("on_duplicate", None, "--on-duplicate", ("hierarchy",)),
     "table_columns": Option("id_column=, parent_column= or name_column= (or naming='id')"),
     "arff_kind": Option("kind"),
     "encoder_name": Option("name", "encoder.name"),

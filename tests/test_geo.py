@@ -541,6 +541,32 @@ def test_label_raster_tiles_get_the_classes_covering_enough_of_them(tmp_path):
         write_label_tiles(raster, shifted, {1: "A"}, tmp_path / "x", 16)
 
 
+def test_chips_refuse_the_label_raster_as_imagery_and_warn_when_it_looks_like_one(tmp_path, caplog):
+    ids = np.zeros((32, 32), np.uint8)
+    ids[:, :16], ids[:, 16:] = 1, 2
+    labels = write_raster(tmp_path / "ids.tif", ids)
+    classes = {1: "Substrate > Sand", 2: "Biota > Kelp"}
+    with pytest.raises(RasterError, match="the image raster and the label raster are the same file"):
+        write_label_tiles(labels, labels, classes, tmp_path / "same", 16)
+    copy = write_raster(tmp_path / "copy.tif", ids)  # the class ids again, under another name
+    with caplog.at_level("WARNING", logger="seabed_hmc"):
+        counts = write_label_tiles(copy, labels, classes, tmp_path / "copy", 16)
+    assert (
+        "looks like a label raster (one uint8 band with 2 distinct values, all class ids)"
+        in counts["warning"]
+    )
+    assert "looks like a label raster" in caplog.text
+    points = pd.DataFrame(
+        {"x": [500_000 + 30 * 8.5], "y": [2_800_000 - 30 * 8.5], "crs": [UTM], "labels": ["A"]}
+    )
+    assert "looks like a label raster" in write_point_chips(copy, points, tmp_path / "pts", 8)["warning"]
+    # imagery: a one-band 8-bit backscatter mosaic with many grey levels is not flagged
+    grey = write_raster(tmp_path / "grey.tif", textured(32, 32)[0])
+    assert "warning" not in write_label_tiles(grey, labels, classes, tmp_path / "grey", 16)
+    rgb = write_raster(tmp_path / "rgb.tif", textured(32, 32))
+    assert "warning" not in write_label_tiles(rgb, labels, classes, tmp_path / "rgb", 16)
+
+
 def test_cli_chips_and_predict_tiles(checkpoint, tmp_path, capsys):
     from seabed_hmc.cli import main
 

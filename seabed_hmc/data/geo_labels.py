@@ -16,6 +16,8 @@ hierarchy path gives each tile the classes covering at least ``min_fraction`` of
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import struct
 from pathlib import Path
@@ -36,6 +38,8 @@ from seabed_hmc.data.geo import (
     tile_grid,
 )
 from seabed_hmc.remedies import option, remedies
+
+log = logging.getLogger("seabed_hmc")
 
 
 # ------------------------------------------------------------------------------------------- points
@@ -144,6 +148,7 @@ def write_point_chips(
     out = Path(out)
     (out / "chips").mkdir(parents=True, exist_ok=True)
     info = raster_info(raster)
+    warning = label_like(info)
     settings = resolve_bands(info, bands or BandSettings())
     xs, ys = np.empty(len(points)), np.empty(len(points))
     for crs, group in points.groupby("crs", sort=False):
@@ -179,11 +184,12 @@ def write_point_chips(
             )
     _write_manifest(out, rows, problems, info.path)
     reasons = pd.Series([p["reason"] for p in problems], dtype=str)
-    return {
+    counts = {
         "chips": len(rows),
         "outside": int((reasons == "outside the raster").sum()),
         "nodata": int(reasons.str.startswith("on nodata").sum()),
     }
+    return {**counts, "warning": warning} if warning else counts
 
 
 # -------------------------------------------------------------------------------------- label raster
@@ -214,8 +220,14 @@ def write_label_tiles(
     """Image tiles with the multi-label set of classes covering >= ``min_fraction`` of their valid
     pixels; ``manifest.csv`` and ``problems.csv`` (ids missing from the table, empty tiles) in ``out``."""
     out = Path(out)
-    (out / "tiles").mkdir(parents=True, exist_ok=True)
     info, labels_info = raster_info(raster), raster_info(label_raster)
+    if os.path.samefile(info.path, labels_info.path):
+        raise RasterError(
+            f"the image raster and the label raster are the same file ({raster}): tiles would be cut "
+            "from class ids, not imagery; give the survey imagery as the image raster"
+        )
+    warning = label_like(info, classes)
+    (out / "tiles").mkdir(parents=True, exist_ok=True)
     if (
         labels_info.crs != info.crs
         or (labels_info.width, labels_info.height) != (info.width, info.height)
@@ -270,7 +282,32 @@ def write_label_tiles(
         reason = f"class id {value} (in {tiles} tiles) is not in the class table"
         problems.append({"tile": -1, "row": -1, "col": -1, "reason": reason})
     _write_manifest(out, rows, problems, info.path)
-    return {"tiles": len(rows), "skipped": len(problems) - len(unknown), "unknown_ids": len(unknown)}
+    counts = {"tiles": len(rows), "skipped": len(problems) - len(unknown), "unknown_ids": len(unknown)}
+    return {**counts, "warning": warning} if warning else counts
+
+
+LABEL_LIKE_VALUES = 32  # a one-band integer raster with at most this many values looks like class ids
+
+
+def label_like(info, classes: dict[int, str] | None = None) -> str | None:
+    """A warning (also logged) when the image raster looks like a label raster: one integer band whose
+    values (read from a decimated copy) are few, or are all ids of the class table.  None otherwise."""
+    if info.count != 1 or not np.issubdtype(np.dtype(info.dtype), np.integer):
+        return None
+    scale = max(1, max(info.width, info.height) // 1024)
+    with rasterio.open(info.path) as source:
+        sample = source.read(1, out_shape=(max(1, info.height // scale), max(1, info.width // scale)))
+    values = np.unique(sample if info.nodata is None else sample[sample != info.nodata])
+    ids = set(classes or ())
+    if len(values) > LABEL_LIKE_VALUES and not (ids and set(values.tolist()) <= ids):
+        return None
+    warning = (
+        f"the image raster {info.path} looks like a label raster (one {info.dtype} band with "
+        f"{len(values)} distinct values{', all class ids' if ids and set(values.tolist()) <= ids else ''}): "
+        "the images would show class ids, not the seafloor; check that it is the survey imagery"
+    )
+    log.warning(warning)
+    return warning
 
 
 def _write_manifest(out: Path, rows: list[dict], problems: list[dict], source: str) -> None:

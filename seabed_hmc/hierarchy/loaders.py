@@ -174,7 +174,7 @@ def _tree_from_path_rows(
             if on_duplicate == "error":
                 raise HierarchyError(
                     f"path {name!r} is listed twice, at {unit}s {given_at[name]} and {number}{of_source}; "
-                    "remove the duplicate or pass on_duplicate='ignore'"
+                    + remedies("remove the duplicate", option("path_duplicates", "ignore"))
                 )
             continue
         given_at[name] = number
