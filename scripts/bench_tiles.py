@@ -162,11 +162,11 @@ def model_only(checkpoint: Path, tiles: int, batch_size: int, tile: int) -> floa
     import torch
 
     from seabed_hmc.engine._memory import serve_large_blocks_from_heap
-    from seabed_hmc.engine.tiles import inference_model, tile_transform, to_model_input
+    from seabed_hmc.engine.tiles import tile_model, tile_transform, to_model_input
     from seabed_hmc.models.heads import ensemble_probabilities
 
     serve_large_blocks_from_heap()  # the allocator setting predict_tiles uses
-    model, hierarchy, state = inference_model(checkpoint)  # the model exactly as predict_tiles runs it
+    model, hierarchy, state = tile_model(checkpoint)  # the model exactly as predict_tiles runs it
     size = state["normalisation"]["image_size"]
     _, norm = tile_transform(state)
     batch = to_model_input(torch.randint(0, 256, (batch_size, size, size, 3), dtype=torch.uint8), norm)

@@ -37,7 +37,7 @@ def main() -> None:
     if args.workers is None:
         args.workers = tiles.default_workers()
     serve_large_blocks_from_heap()
-    model, hierarchy, state = tiles.inference_model(args.checkpoint)
+    model, hierarchy, state = tiles.tile_model(args.checkpoint)
     transform, norm = tiles.tile_transform(state)
     info = raster_info(args.raster)
     size = int(state["normalisation"]["image_size"])

@@ -34,6 +34,7 @@ class DataConfig:
     hierarchy: str | None = None  # a hierarchy file; default: from the manifest's labels or the folders
     columns: dict[str, str] = field(default_factory=dict)  # manifest column renames, e.g. {image: path}
     allow_outside_root: bool = False
+    on_duplicate: str = "error"  # an image listed twice: "error", or "merge" its rows (read_manifest)
     image_size: int | None = None  # default: the encoder's input size
     train_transforms: list[dict[str, Any]] | None = None  # albumentations entries; None = the defaults
     eval_transforms: list[dict[str, Any]] | None = None

@@ -41,7 +41,7 @@ OPTIONS: dict[str, Option] = {
     ),
     "columns": Option("columns", "data.columns", "--columns", MANIFEST_COMMANDS),
     "manifest_encoding": Option("encoding"),
-    "on_duplicate": Option("on_duplicate"),
+    "on_duplicate": Option("on_duplicate", "data.on_duplicate"),
     "path_column": Option("column", None, "--column", ("hierarchy",)),
     "hierarchy_encoding": Option("encoding", None, "--encoding", ("hierarchy",)),
     "path_duplicates": Option("on_duplicate", None, "--on-duplicate", ("hierarchy",)),

@@ -83,7 +83,7 @@ def test_bad_configs_are_refused(corpus, capsys, name, fragments):
     ("name", "fragments"),
     [
         ("manifest_unknown_label.csv", ["Substrate > Mud", "3"]),
-        ("manifest_duplicates.csv", ["rows 2, 3", "on_duplicate"]),
+        ("manifest_duplicates.csv", ["rows 2, 3", "set data.on_duplicate: merge in the config"]),
         ("manifest_latin1.csv", ["UTF-8", "line 3"]),
         ("manifest_empty.csv", ["empty"]),
         ("manifest_header_only.csv", ["no image rows"]),

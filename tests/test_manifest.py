@@ -124,12 +124,14 @@ def test_columns_mapping_reads_other_names_and_keeps_the_rest_as_text(tmp_path) 
         "x.jpg,007,Biota > Sponges,val",
         header="path,code,hierarchy_path,split",
     )
-    with pytest.raises(ManifestError, match=r"no 'image' column.*columns=\{'image': 'path'\}"):
+    with pytest.raises(
+        ManifestError, match=r"no 'image' column.*pass columns= to name the column .* \(perhaps image=path\)"
+    ):
         read_manifest(path)
     table = read_manifest(path, columns={"image": "path", "labels": "hierarchy_path"})
     assert list(table.frame.columns) == ["image", "labels", "split", "complete", "code"]
     assert table.frame["code"].iloc[0] == "007"  # metadata is text, as written
-    with pytest.raises(ManifestError, match=r"maps 'labels' to 'label_path'.*no such column"):
+    with pytest.raises(ManifestError, match=r"reads 'labels' from 'label_path'.*no such column"):
         read_manifest(path, columns={"image": "path", "labels": "label_path"})
     with pytest.raises(ValueError, match="columns= keys must be among"):
         read_manifest(path, columns={"picture": "path"})

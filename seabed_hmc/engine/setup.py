@@ -52,6 +52,7 @@ def read_table(data: DataConfig) -> ImageTable:
             root=data.image_root,
             columns=data.columns or None,
             allow_outside_root=data.allow_outside_root,
+            on_duplicate=data.on_duplicate,
         )
     if data.image_folder:
         return scan_image_folder(data.image_folder, hierarchy=hierarchy)

@@ -57,7 +57,7 @@ from seabed_hmc.data.geo import (
 from seabed_hmc.engine import distributed
 from seabed_hmc.engine._memory import serve_large_blocks_from_heap, trim_freed_memory
 from seabed_hmc.engine.device import resolve_device, to_device
-from seabed_hmc.engine.setup import load_model
+from seabed_hmc.engine.setup import checkpoint_config, load_model, transforms
 from seabed_hmc.models.heads import ensemble_probabilities
 from seabed_hmc.reporting import write_text_atomic
 
@@ -219,7 +219,7 @@ class Accumulator:
 
 
 # ------------------------------------------------------------------------------------ model inputs
-def inference_model(checkpoint: str | Path):
+def tile_model(checkpoint: str | Path):
     """The checkpoint's model for batch inference (eval mode, channels_last), hierarchy and record."""
     model, hierarchy, state = load_model(checkpoint)
     return model.eval().to(memory_format=torch.channels_last), hierarchy, state
@@ -234,10 +234,8 @@ def tile_transform(state: dict):
     evaluation transforms runs its full pipeline in the workers instead (normalisation None)."""
     import albumentations as A
 
-    from seabed_hmc.engine.inference import _eval_transform
-
     if state["config"]["data"].get("eval_transforms"):
-        return _eval_transform(state), None
+        return transforms(checkpoint_config(state, "checkpoint"), state["normalisation"])[1], None
     norm = state["normalisation"]
     size = int(norm["image_size"])
     mean = torch.tensor(norm["mean"], dtype=torch.float32).view(1, 3, 1, 1)
@@ -384,7 +382,7 @@ def predict_tiles(
         raise ValueError("give at least one raster")
     raster = str(rasters[0]) if len(rasters) == 1 else str(mosaic_vrt(rasters, partial / "mosaic.vrt"))
 
-    model, hierarchy, state = inference_model(checkpoint)
+    model, hierarchy, state = tile_model(checkpoint)
     model.to(device)
     transform, norm = tile_transform(state)
     if norm is not None:
