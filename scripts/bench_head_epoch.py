@@ -10,6 +10,7 @@ has one head, ``rare_node`` 20 (bbma).  Each setting runs ``--epochs`` epochs af
 the median is reported.  The last line is one JSON object with the 20-head/1-head ratios.
 
     python scripts/bench_head_epoch.py [--epochs 3] [--threads 2] [--hidden 1280] [--batch-size 64]
+                                       [--device cuda]
 """
 
 from __future__ import annotations
@@ -53,16 +54,24 @@ def problem(train: int, val: int, features: int, seed: int = 0):
     return hierarchy, split
 
 
+def synchronised(device: str) -> float:
+    """The time once the device has finished its queued work."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
 def epoch_parts(heads: int, args, hierarchy, split) -> dict:
     torch.manual_seed(0)
     config = RunConfig()
     config.train.batch_size, config.train.progress = args.batch_size, False
     features = split["train"].features.shape[-1]
-    head = EnsembleHead(features, len(hierarchy), heads=heads, hidden=args.hidden)
+    head = EnsembleHead(features, len(hierarchy), heads=heads, hidden=args.hidden).to(args.device)
     model = SimpleNamespace(head=head, train=head.train, eval=head.eval, parameters=head.parameters)
     name = "control" if heads == 1 else "rare_node"
     train = split["train"]
     loss = build_loss(name, hierarchy, train.targets, train.mask, uncertainty=None if heads == 1 else "bbma")
+    loss = loss.to(args.device)
     optimiser = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=1e-4, fused=True)
     counts, _ = node_frequencies(hierarchy, train.targets, train.mask)
     times = {"steps": [], "validation": [], "checkpoint": []}
@@ -70,9 +79,9 @@ def epoch_parts(heads: int, args, hierarchy, split) -> dict:
         for epoch in range(args.epochs + 1):
             started = time.perf_counter()
             train_epoch(model, loss, optimiser, train, config, epoch, [])
-            stepped = time.perf_counter()
+            stepped = synchronised(args.device)
             score_split(model, split["val"], config, hierarchy, counts)
-            validated = time.perf_counter()
+            validated = synchronised(args.device)
             state = {"model": head.state_dict(), "optimiser": optimiser.state_dict(), "epoch": epoch}
             save_checkpoint(state, Path(folder) / "last.pt")
             saved = time.perf_counter()
@@ -96,6 +105,7 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=1280)
     parser.add_argument("--hidden", type=int, default=None, help="head width (default: the features, F)")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the tensors and heads live there)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     serve_large_blocks_from_heap()  # as train() does for heads on cached features
@@ -119,6 +129,7 @@ def main() -> None:
                 "hidden": args.hidden or args.features,
                 "batch_size": args.batch_size,
                 "threads": args.threads,
+                "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
             }
         )
     )
