@@ -2,12 +2,15 @@
 
 What ``train`` does per epoch with a frozen encoder and the feature cache, piece by piece, with the
 library's own functions: the optimiser steps over the training split (``train_epoch``: forward, the
-loss, backward, fused AdamW), the validation pass (``score_split``) and writing ``last.pt`` (model
-and optimiser state, ``save_checkpoint``).  Features are synthetic, shaped like the issue's case:
-1,734 training and 340 validation images of MobileNetV2 features (F = 1280, the head's hidden width
-F as in METHOD.md), a 3-level tree of 48 nodes, batch 64 (``configs/ccr_benthic.yaml``).  ``control``
-has one head, ``rare_node`` 20 (bbma).  Each setting runs ``--epochs`` epochs after one warm-up;
-the median is reported.  The last line is one JSON object with the 20-head/1-head ratios.
+loss, backward, fused AdamW), the validation pass (``score_split``) and the checkpoints
+(``Checkpoints``: every epoch counted as a new best, the most copying), once writing them every epoch
+(``train.checkpoint_minutes: 0``, the earlier behaviour) and once at the default (at most once a minute;
+within these few epochs no write falls due, so the epochs keep the best weights in memory). Features are
+synthetic, shaped like the issue's case: 1,734 training and 340 validation images of MobileNetV2
+features (F = 1280, the head's hidden width F as in METHOD.md), a 3-level tree of 48 nodes, batch 64
+(``configs/ccr_benthic.yaml``). ``control`` has one head, ``rare_node`` 20 (bbma). Each setting runs
+``--epochs`` epochs after one warm-up; the median is reported. The last line is one JSON object with the
+20-head/1-head ratios.
 
     python scripts/bench_head_epoch.py [--epochs 3] [--threads 2] [--hidden 1280] [--batch-size 64]
                                        [--device cuda]
@@ -28,9 +31,8 @@ import torch
 
 from seabed_hmc.config import RunConfig
 from seabed_hmc.engine._memory import serve_large_blocks_from_heap
-from seabed_hmc.engine.checkpoint import save_checkpoint
 from seabed_hmc.engine.evaluation import Inputs, score_split
-from seabed_hmc.engine.train import train_epoch
+from seabed_hmc.engine.train import Checkpoints, train_epoch
 from seabed_hmc.hierarchy.loaders import from_paths
 from seabed_hmc.losses import build_loss, node_frequencies
 from seabed_hmc.models import EnsembleHead
@@ -61,7 +63,7 @@ def synchronised(device: str) -> float:
     return time.perf_counter()
 
 
-def epoch_parts(heads: int, args, hierarchy, split) -> dict:
+def epoch_parts(heads: int, minutes: float, args, hierarchy, split) -> dict:
     torch.manual_seed(0)
     config = RunConfig()
     config.train.batch_size, config.train.progress = args.batch_size, False
@@ -76,15 +78,19 @@ def epoch_parts(heads: int, args, hierarchy, split) -> dict:
     counts, _ = node_frequencies(hierarchy, train.targets, train.mask)
     times = {"steps": [], "validation": [], "checkpoint": []}
     with tempfile.TemporaryDirectory() as folder:
+        checkpoints = Checkpoints(Path(folder), minutes)
         for epoch in range(args.epochs + 1):
             started = time.perf_counter()
             train_epoch(model, loss, optimiser, train, config, epoch, [])
             stepped = synchronised(args.device)
             score_split(model, split["val"], config, hierarchy, counts)
             validated = synchronised(args.device)
-            state = {"model": head.state_dict(), "optimiser": optimiser.state_dict(), "epoch": epoch}
-            save_checkpoint(state, Path(folder) / "last.pt")
-            saved = time.perf_counter()
+            # as train() does, counting every epoch as a new best (the most copying)
+            checkpoints.note_best(epoch, head, {}, 0.0, copy=not checkpoints.due())
+            if checkpoints.due():
+                state = {"model": head.state_dict(), "optimiser": optimiser.state_dict(), "epoch": epoch}
+                checkpoints.write(state, {})
+            saved = synchronised(args.device)
             if epoch:  # the first epoch warms up the allocator and the kernels
                 times["steps"].append(stepped - started)
                 times["validation"].append(validated - stepped)
@@ -111,21 +117,25 @@ def main() -> None:
     serve_large_blocks_from_heap()  # as train() does for heads on cached features
     hierarchy, split = problem(args.train, args.val, args.features)
     results = {}
-    for heads in (1, 20):
-        parts = results[heads] = epoch_parts(heads, args, hierarchy, split)
-        print(
-            f"{heads:2d} head(s), {parts['parameters'] / 1e6:.1f}M parameters: epoch {parts['epoch']:.2f} s "
-            f"(steps {parts['steps']:.2f}, validation {parts['validation']:.2f}, "
-            f"checkpoint {parts['checkpoint']:.2f})"
-        )
-    one, twenty = results[1], results[20]
+    for minutes in (0.0, RunConfig().train.checkpoint_minutes):
+        for heads in (1, 20):
+            parts = results[heads, minutes] = epoch_parts(heads, minutes, args, hierarchy, split)
+            print(
+                f"{heads:2d} head(s), {parts['parameters'] / 1e6:.1f}M parameters, checkpoints every "
+                f"{minutes:g} min: epoch {parts['epoch']:.2f} s (steps {parts['steps']:.2f}, validation "
+                f"{parts['validation']:.2f}, checkpoint {parts['checkpoint']:.2f})"
+            )
+    one, twenty = results[1, minutes], results[20, minutes]
+    every_one, every_twenty = results[1, 0.0], results[20, 0.0]
     print(
         json.dumps(
             {
                 "epoch_ratio_20_to_1": round(twenty["epoch"] / one["epoch"], 2),
                 "steps_ratio_20_to_1": round(twenty["steps"] / one["steps"], 2),
+                "epoch_ratio_writing_every_epoch": round(every_twenty["epoch"] / every_one["epoch"], 2),
                 "epoch_seconds_1": round(one["epoch"], 3),
                 "epoch_seconds_20": round(twenty["epoch"], 3),
+                "checkpoint_minutes": minutes,
                 "hidden": args.hidden or args.features,
                 "batch_size": args.batch_size,
                 "threads": args.threads,

@@ -101,6 +101,8 @@ class TrainConfig:
     feature_cache: bool = True  # frozen encoders: compute features once
     cache_dir: str | None = None  # default: $SEABED_HMC_CACHE or ~/.cache/seabed_hmc/features (shared)
     augmented_views: int = 0  # frozen + cache: augmented views per training image (0 = eval transform)
+    # write last.pt (to resume) and best.pt at most this often, and at the end; 0 = every epoch
+    checkpoint_minutes: float = 1.0
     selection_metric: str = "au_prc"
     threshold: float = 0.5
     progress: bool = True

@@ -152,3 +152,38 @@ def test_a_run_stopped_to_resume_later_says_stopped(seafloor, tmp_path):
     assert json.loads((out / "status.json").read_text())["status"] == "stopped"
     train(config_for(seafloor, out, "encoder.freeze=true", "train.epochs=3"), resume=True)
     assert json.loads((out / "status.json").read_text())["status"] == "finished"
+
+
+def test_checkpoints_between_writes_keep_the_best_epoch_in_memory(tmp_path):
+    import torch
+
+    from seabed_hmc.engine.checkpoint import load_checkpoint
+    from seabed_hmc.engine.train import Checkpoints
+
+    model = torch.nn.Linear(3, 2)
+    checkpoints = Checkpoints(tmp_path, minutes=60)
+    assert not checkpoints.due()
+    best_weights = {k: v.clone() for k, v in model.state_dict().items()}
+    checkpoints.note_best(0, model, {"au_prc": 0.5}, 0.5, copy=True)
+    with torch.no_grad():
+        model.weight.add_(1.0)  # epoch 1 moves on without improving
+    checkpoints.write({"model": model.state_dict(), "optimiser": {}, "epoch": 1}, {"hierarchy": "h"})
+    last, best = load_checkpoint(tmp_path / "last.pt"), load_checkpoint(tmp_path / "best.pt")
+    assert last["epoch"] == 1 and best["epoch"] == 0 and best["hierarchy"] == "h"
+    assert "optimiser" not in best and best["best_metric"] == 0.5
+    assert all(torch.equal(best["model"][k], v) for k, v in best_weights.items())
+    checkpoints.note_best(2, model, {}, 0.7, copy=False)  # written this epoch: best.pt is last.pt
+    checkpoints.write({"model": model.state_dict(), "epoch": 2}, {})
+    assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 2
+    assert Checkpoints(tmp_path, minutes=0).due()
+
+
+def test_a_run_writes_its_checkpoints_at_the_end_when_they_are_not_due(seafloor, tmp_path):
+    out = tmp_path / "run"
+    trained = train(
+        config_for(seafloor, out, "encoder.freeze=true", "train.epochs=3", "train.checkpoint_minutes=60")
+    )
+    from seabed_hmc.engine.checkpoint import load_checkpoint
+
+    assert load_checkpoint(out / "last.pt")["epoch"] == 2
+    assert load_checkpoint(out / "best.pt")["epoch"] == trained["best_epoch"]

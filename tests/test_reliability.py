@@ -46,6 +46,7 @@ def run_config(manifest: Path, cache: Path, epochs: int = 8) -> dict:
             "bf16": False,
             "deterministic": True,
             "cache_dir": str(cache),
+            "checkpoint_minutes": 0,  # last.pt after every epoch: the kill comes after epoch 3
         },
     }
 
