@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 
 from seabed_hmc.cli import main
-from seabed_hmc.config import load_config
 from seabed_hmc.demo import make_synthetic_seafloor
 from seabed_hmc.engine import features as features_module
 from seabed_hmc.engine.inference import evaluate_checkpoint, predict_images
 from seabed_hmc.engine.train import train
+from tests.test_train import tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -24,25 +24,7 @@ def seafloor(tmp_path_factory) -> Path:
 
 
 def config_for(manifest: Path, out: Path, *extra: str):
-    return load_config(
-        None,
-        [
-            f"data.manifest={manifest}",
-            f"data.hierarchy={manifest.parent / 'hierarchy.csv'}",
-            "data.workers=0",
-            "encoder.name=resnet18",
-            "encoder.input_size=32",
-            "loss.name=rare_node",
-            "head.heads=3",
-            "head.hidden=16",
-            "train.epochs=2",
-            "train.batch_size=8",
-            "train.progress=false",
-            f"train.cache_dir={out.parent / 'cache'}",
-            f"out={out}",
-            *extra,
-        ],
-    )
+    return tiny_config(manifest, out, "train.epochs=2", "encoder.freeze=false", *extra)
 
 
 @pytest.mark.parametrize(

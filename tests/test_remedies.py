@@ -16,6 +16,7 @@ from seabed_hmc.cli import CONFIG_COMMANDS, build_parser, main
 from seabed_hmc.config import RunConfig, load_config
 from seabed_hmc.demo import make_synthetic_seafloor
 from seabed_hmc.remedies import CONFIG, OPTIONS, option, surface
+from tests.test_train import tiny_config
 
 PACKAGE = Path(seabed_hmc.__file__).parent
 SECTIONS = ("data", "encoder", "head", "loss", "train")
@@ -115,23 +116,7 @@ def test_evaluate_outside_root_suggests_flags_that_work(seafloor, tmp_path, caps
     from seabed_hmc.engine.train import train
 
     out = tmp_path / "run"
-    train(
-        load_config(
-            None,
-            [
-                f"data.manifest={seafloor}",
-                "data.workers=0",
-                "encoder.name=resnet18",
-                "encoder.input_size=32",
-                "encoder.freeze=true",
-                "loss.name=control",
-                "train.epochs=1",
-                "train.progress=false",
-                f"train.cache_dir={tmp_path / 'cache'}",
-                f"out={out}",
-            ],
-        )
-    )
+    train(tiny_config(seafloor, out, "loss.name=control", "train.epochs=1"))
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     frame = pd.read_csv(seafloor)
