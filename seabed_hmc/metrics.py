@@ -34,6 +34,7 @@ __all__ = [
     "NodeScores",
     "RareNodeRecall",
     "WilcoxonResult",
+    "decision_metrics",
     "depth_scores",
     "evaluate_predictions",
     "hierarchical_scores",
@@ -45,6 +46,7 @@ __all__ = [
     "rare_node_average_precision",
     "rare_node_recall",
     "rare_nodes",
+    "taxonomic_distance",
 ]
 
 
@@ -468,7 +470,90 @@ def hierarchical_scores(
     }
 
 
+# ---------------------------------------------------------------------------------------- taxonomy
+def _hops_to_ancestors(hierarchy: Hierarchy) -> list[dict[int, int]]:
+    """Per node, {ancestor (self included): fewest parent links up to it}."""
+    hops: list[dict[int, int]] = [{} for _ in range(len(hierarchy))]
+    for node in hierarchy.topological_order:
+        hops[node][node] = 0
+        for parent in hierarchy.parents[node]:
+            for ancestor, steps in hops[parent].items():
+                if steps + 1 < hops[node].get(ancestor, math.inf):
+                    hops[node][ancestor] = steps + 1
+    return hops
+
+
+def taxonomic_distance(
+    predicted: np.ndarray | torch.Tensor,
+    targets: np.ndarray | torch.Tensor,
+    mask: np.ndarray | torch.Tensor | None,
+    hierarchy: Hierarchy,
+) -> float:
+    """Mean over samples of the hops between the true and the predicted deepest nodes (the score of the
+    FathomNet 2025 hierarchical challenge; 0 is a perfect answer).
+
+    Per sample, each true deepest evaluated node is matched with its nearest predicted deepest node and
+    the hops are averaged; hops(a, b) = the fewest links from a up to a common ancestor and down to b.
+    Nodes with no common ancestor, and an abstaining sample (no evaluated node predicted), count the
+    links through an implicit root above the hierarchy's roots.  Samples without a true node are left
+    out; nan when none is left.  Unknown entries (``mask == 0``) are neither true nor predicted.
+    """
+    hops = _hops_to_ancestors(hierarchy)
+    depth_to_top = [
+        1 + min(steps for a, steps in hops[n].items() if not hierarchy.parents[a])
+        for n in range(len(hierarchy))
+    ]
+    predicted_values, truth_values, known, _ = _prepare(predicted, targets, mask, hierarchy)
+    truth = hierarchy.decode(truth_values & known)
+    guess = hierarchy.decode(_predictions(predicted_values, known) & known)
+    distances = []
+    for true_names, guessed_names in zip(truth, guess, strict=True):
+        if not true_names:
+            continue
+        true_nodes = [hierarchy.index(name) for name in true_names]
+        guessed = [hierarchy.index(name) for name in guessed_names]
+        per_truth = []
+        for node in true_nodes:
+            options = [depth_to_top[node]]  # up to the implicit root: abstaining
+            for other in guessed:
+                common = hops[node].keys() & hops[other].keys()
+                through = min((hops[node][c] + hops[other][c] for c in common), default=math.inf)
+                options.append(min(through, depth_to_top[node] + depth_to_top[other]))
+            per_truth.append(min(options) if not guessed else min(options[1:]))
+        distances.append(float(np.mean(per_truth)))
+    return float(np.mean(distances)) if distances else math.nan
+
+
 # ---------------------------------------------------------------------------------------- headline
+def decision_metrics(
+    predicted: np.ndarray | torch.Tensor,
+    targets: np.ndarray | torch.Tensor,
+    mask: np.ndarray | torch.Tensor | None,
+    hierarchy: Hierarchy,
+    train_counts: np.ndarray | torch.Tensor | None = None,
+) -> dict[str, float | int]:
+    """The numbers that depend on the decisions (binary ``predicted``), as a flat dict: macro node
+    P/R/F1 (all and supported), hierarchical P/R/F1, per-depth recall, the taxonomic distance and, with
+    ``train_counts``, rare-node precision, recall and F1 (macro over the rare nodes with test support)."""
+    predicted = _to_numpy(predicted).astype(bool)
+    per_node = node_scores(predicted, targets, mask, hierarchy)
+    result: dict[str, float | int] = _macro(per_node, np.ones_like(per_node.evaluated))
+    result.update(hierarchical_scores(predicted, targets, mask, hierarchy))
+    for row in _depth_table(per_node, hierarchy).itertuples(index=False):
+        result[f"recall_depth_{row.depth}"] = float(row.recall_all)
+        result[f"recall_supported_depth_{row.depth}"] = float(row.recall_supported)
+    if train_counts is not None:
+        rare = _rare_recall(per_node, hierarchy, train_counts, 1 / 3)
+        with_support = rare.nodes[per_node.support[rare.nodes] > 0]
+        result["rare_node_recall"] = rare.recall
+        result["rare_node_precision"] = _mean_or_nan(per_node.precision[with_support])
+        result["rare_node_f1"] = _mean_or_nan(per_node.f1[with_support])
+        result["rare_nodes"] = int(rare.nodes.size)
+        result["rare_nodes_supported"] = rare.nodes_supported
+    result["taxonomic_distance"] = taxonomic_distance(predicted, targets, mask, hierarchy)
+    return result
+
+
 def evaluate_predictions(
     probabilities: np.ndarray | torch.Tensor,
     targets: np.ndarray | torch.Tensor,
@@ -477,39 +562,24 @@ def evaluate_predictions(
     train_counts: np.ndarray | torch.Tensor | None = None,
     threshold: float = 0.5,
 ) -> dict[str, float | int]:
-    """The headline numbers of one evaluation, as a flat JSON-serialisable dict.
+    """The headline numbers of one evaluation at one ``threshold``, as a flat JSON-serialisable dict.
 
     Args:
         probabilities: (samples, nodes) coherent probabilities; prediction = probability >= threshold.
         targets, mask: (samples, nodes) 0/1 (mask None = all known).
         hierarchy: the hierarchy the targets were encoded with.
-        train_counts: (nodes,) training positives per node; enables ``rare_node_recall`` and
-            ``rare_node_ap``.
+        train_counts: (nodes,) training positives per node; enables the rare-node numbers.
 
     Returns:
-        Python floats (nan where undefined) for ``au_prc``; ``precision_all, recall_all, f1_all,
-        precision_supported, recall_supported, f1_supported`` (macro over nodes);
-        ``hierarchical_precision, hierarchical_recall, hierarchical_f1``; per depth d
-        ``recall_depth_{d}`` (macro over all evaluated nodes at depth d) and
-        ``recall_supported_depth_{d}``; with ``train_counts``, ``rare_node_recall`` and ``rare_node_ap``
-        (:func:`rare_node_average_precision`).  Python ints for
-        ``nodes_all, nodes_supported`` and, with ``train_counts``, ``rare_nodes, rare_nodes_supported``.
+        Python floats (nan where undefined) for ``au_prc`` and, with ``train_counts``, ``rare_node_ap``
+        (:func:`rare_node_average_precision`): threshold-free; and :func:`decision_metrics` of
+        ``probabilities >= threshold``.  Python ints for the node counts.
     """
     scores = _to_numpy(probabilities)
-    predicted = scores >= threshold
     result: dict[str, float | int] = {"au_prc": micro_average_precision(scores, targets, mask, hierarchy)}
-    per_node = node_scores(predicted, targets, mask, hierarchy)  # once, shared by the summaries below
-    result.update(_macro(per_node, np.ones_like(per_node.evaluated)))
-    result.update(hierarchical_scores(predicted, targets, mask, hierarchy))
-    for row in _depth_table(per_node, hierarchy).itertuples(index=False):
-        result[f"recall_depth_{row.depth}"] = float(row.recall_all)
-        result[f"recall_supported_depth_{row.depth}"] = float(row.recall_supported)
+    result.update(decision_metrics(scores >= threshold, targets, mask, hierarchy, train_counts))
     if train_counts is not None:
-        rare = _rare_recall(per_node, hierarchy, train_counts, 1 / 3)
-        result["rare_node_recall"] = rare.recall
         result["rare_node_ap"] = rare_node_average_precision(scores, targets, mask, hierarchy, train_counts)
-        result["rare_nodes"] = int(rare.nodes.size)
-        result["rare_nodes_supported"] = rare.nodes_supported
     return {key: (int(value) if isinstance(value, int) else float(value)) for key, value in result.items()}
 
 
