@@ -9,7 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
-from seabed_hmc.config import SPLIT_CHOICES, ConfigError
+from seabed_hmc.config import DECISION_POLICIES, DECISION_RULES, SPLIT_CHOICES, ConfigError
 from seabed_hmc.remedies import CONFIG, surface
 
 
@@ -30,6 +30,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 DEVICE_HELP = "auto (a GPU if torch sees one), cpu, cuda or cuda:N"
+DECISION_HELP = "fixed (0.5), checkpoint (the rule fit with the model; default), or a .json/.pt file"
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -46,6 +47,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         root=args.root,
         allow_outside_root=args.allow_outside_root,
         columns=_pairs(args.columns, "--columns"),
+        decision=args.decision,
     )
     print(json.dumps(metrics, indent=2))
     trained_on = metrics["trained_on"]
@@ -82,11 +84,25 @@ def _predict(args: argparse.Namespace) -> int:
         args.workers,
         args.threshold,
         device=args.device,
+        decision=args.decision,
     )
     print(
-        f"wrote {args.out}: {counts['predicted']} images predicted, "
-        f"{counts['failed']} unreadable (rows with 'error')"
+        f"wrote {args.out}: {counts['predicted']} images predicted ({counts['abstained']} abstained: no "
+        f"node passed), {counts['failed']} unreadable (rows with 'error')"
     )
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from seabed_hmc.config import DecisionConfig
+    from seabed_hmc.engine.inference import calibrate_checkpoint
+
+    settings = DecisionConfig(args.policy, args.precision, args.min_positives, args.rule, args.threshold)
+    decision = calibrate_checkpoint(
+        args.checkpoint, args.manifest, args.out, settings, split=args.split, device=args.device
+    )
+    sources = {source: decision.sources.count(source) for source in dict.fromkeys(decision.sources)}
+    print(json.dumps({"out": args.out, "decision": decision.describe(), "threshold_sources": sources}))
     return 0
 
 
@@ -306,10 +322,28 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--columns", nargs="+", metavar="KNOWN=NAME", help="the manifest's column names, e.g. image=path"
     )
+    evaluate.add_argument("--decision", default="checkpoint", help=DECISION_HELP)
     evaluate.add_argument("--batch-size", type=int, help="default: the run's (reproduces its numbers)")
     evaluate.add_argument("--workers", type=int, help="image-reading processes (default: the run's)")
     evaluate.add_argument("--device", default="auto", help=DEVICE_HELP)
     evaluate.set_defaults(run=_evaluate)
+
+    calibrate = commands.add_parser(
+        "calibrate", help="refit a checkpoint's decision rule on a labelled manifest (a new survey or site)"
+    )
+    calibrate.add_argument("--checkpoint", required=True)
+    calibrate.add_argument("--manifest", required=True, help="labelled images to fit the rule on")
+    calibrate.add_argument("--out", required=True, help="the new checkpoint (.pt) or decision record (.json)")
+    calibrate.add_argument(
+        "--split", choices=SPLIT_CHOICES, default="all", help="rows to fit on (default all)"
+    )
+    calibrate.add_argument("--policy", choices=DECISION_POLICIES, default="f1")
+    calibrate.add_argument("--precision", type=float, default=0.8, help="the precision policy's target")
+    calibrate.add_argument("--min-positives", type=int, default=5, help="fewer: borrow the depth's threshold")
+    calibrate.add_argument("--rule", choices=DECISION_RULES, default="closure")
+    calibrate.add_argument("--threshold", type=float, default=0.5, help="the fixed policy's threshold")
+    calibrate.add_argument("--device", default="auto", help=DEVICE_HELP)
+    calibrate.set_defaults(run=_calibrate)
 
     predict = commands.add_parser("predict", help="per-image predictions to a CSV")
     predict.add_argument("--checkpoint", required=True)
@@ -317,7 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", required=True, help="the CSV to write")
     predict.add_argument("--batch-size", type=int, help="default: the run's")
     predict.add_argument("--workers", type=int, help="image-reading processes (default: the run's)")
-    predict.add_argument("--threshold", type=float, help="default: the run's train.threshold")
+    predict.add_argument("--decision", help=DECISION_HELP)
+    predict.add_argument("--threshold", type=float, help="a fixed threshold for every node instead")
     predict.add_argument("--device", default="auto", help=DEVICE_HELP)
     predict.set_defaults(run=_predict)
 

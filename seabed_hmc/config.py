@@ -18,6 +18,8 @@ from typing import Any
 import yaml
 
 SPLIT_CHOICES = ("test", "val", "train", "all")  # what ``evaluate --split`` scores
+DECISION_POLICIES = ("fixed", "f1", "precision", "depth")  # seabed_hmc.decisions
+DECISION_RULES = ("closure", "gated")
 
 
 class ConfigError(ValueError):
@@ -109,12 +111,25 @@ class TrainConfig:
 
 
 @dataclass
+class DecisionConfig:
+    """How probabilities become predictions (seabed_hmc/decisions.py): fit on the validation split after
+    training and stored in the checkpoint; ``seabed-hmc calibrate`` refits it on any labelled manifest."""
+
+    policy: str = field(default="f1", metadata={"choices": DECISION_POLICIES})
+    precision: float = 0.8  # the precision policy's target
+    min_positives: int = 5  # fewer validation positives: the node borrows its depth's threshold
+    rule: str = field(default="closure", metadata={"choices": DECISION_RULES})
+    threshold: float = 0.5  # the fixed policy's
+
+
+@dataclass
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    decision: DecisionConfig = field(default_factory=DecisionConfig)
     out: str = "runs/run"
 
 
@@ -184,6 +199,12 @@ def _build(cls: type, values: dict, prefix: str, where: str) -> Any:
         hint = f"; did you mean {close}?" if close else f"; known keys: {names}"
         raise ConfigError(f"unknown key {_join(prefix, key)!r}{where}{hint}")
     converted = {name: _convert(values[name], hints[name], _join(prefix, name), where) for name in values}
+    for item in dataclasses.fields(cls):
+        choices = item.metadata.get("choices")
+        if choices and item.name in converted and converted[item.name] not in choices:
+            raise ConfigError(
+                f"{_join(prefix, item.name)}{where}: {converted[item.name]!r} is not one of {list(choices)}"
+            )
     return cls(**converted)
 
 

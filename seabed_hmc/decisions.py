@@ -39,10 +39,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from seabed_hmc.config import DECISION_POLICIES, DECISION_RULES
 from seabed_hmc.hierarchy import Hierarchy
 
-POLICIES = ("fixed", "f1", "precision", "depth")
-RULES = ("closure", "gated")
+POLICIES, RULES = DECISION_POLICIES, DECISION_RULES
 NEVER = 2.0  # a threshold above every probability: the node is never predicted
 ABSTAIN = "abstain"
 
@@ -292,3 +292,38 @@ def outcomes(predicted: np.ndarray, hierarchy: Hierarchy) -> list[list[str]]:
     """For each sample the deepest predicted evaluated nodes (by name), or ``["abstain"]`` when no
     evaluated node is predicted."""
     return [deepest or [ABSTAIN] for deepest in hierarchy.decode(predicted)]
+
+
+def fit_configured(
+    settings,
+    probabilities: np.ndarray | torch.Tensor,
+    targets: np.ndarray | torch.Tensor,
+    mask: np.ndarray | torch.Tensor | None,
+    hierarchy: Hierarchy,
+    fitted_on: str,
+) -> Decision:
+    """:func:`fit_decision` with a :class:`~seabed_hmc.config.DecisionConfig`'s settings."""
+    if settings.policy == "fixed":
+        decision = fixed_decision(hierarchy, settings.threshold)
+        decision.rule = settings.rule
+        return decision
+    return fit_decision(
+        probabilities,
+        targets,
+        mask,
+        hierarchy,
+        settings.policy,
+        settings.precision,
+        settings.min_positives,
+        settings.rule,
+        fitted_on,
+    )
+
+
+def stored_decision(state: dict, hierarchy: Hierarchy, where: str) -> Decision:
+    """The decision a checkpoint stores; ``fixed 0.5`` for a checkpoint written before decisions
+    existed (it behaves as it always did)."""
+    record = state.get("decision")
+    if record is None:
+        return fixed_decision(hierarchy)
+    return Decision.from_record(record, hierarchy, where)

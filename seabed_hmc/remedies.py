@@ -49,7 +49,7 @@ OPTIONS: dict[str, Option] = {
     "arff_kind": Option("kind"),
     "encoder_name": Option("name", "encoder.name"),
     "crs": Option("crs", None, "--crs", ("chips",)),
-    "split": Option("split", None, "--split", ("evaluate",)),
+    "split": Option("split", None, "--split", ("evaluate", "calibrate")),
 }
 
 _surface: ContextVar[str] = ContextVar("seabed_hmc_surface", default=PYTHON)

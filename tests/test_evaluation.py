@@ -42,6 +42,7 @@ def test_evaluate_prints_the_runs_own_test_metrics_exactly(seafloor, tmp_path, s
     evaluated = evaluate_checkpoint(out / "best.pt", seafloor, workers=0)
     assert evaluated["scored"] == "9 rows of split 'test'" and evaluated["images"] == 9
     assert {key: evaluated[key] for key in trained["test"]} == trained["test"]  # every metric, exactly
+    assert evaluated["decision"] == trained["decision"] and evaluated["decided"] == trained["test_decided"]
     assert evaluated["trained_on"] == 0
     report = pd.read_csv(out / "nodes.csv")
     evaluate_checkpoint(out / "best.pt", seafloor, tmp_path / "eval", workers=0)
@@ -102,7 +103,16 @@ def test_predict_uses_the_cache_and_keeps_the_truth(seafloor, tmp_path, monkeypa
     cache_files = sorted((tmp_path / "cache").glob("*.pt"))
     monkeypatch.setattr(features_module, "extract_features", lambda *a, **k: pytest.fail("recomputed"))
     again = predict_images(out / "best.pt", seafloor, tmp_path / "again.csv", workers=0, threshold=0.3)
-    assert first == again == {"images": 48, "predicted": 48, "failed": 0}
+    assert {k: first[k] for k in ("images", "predicted", "failed")} == {
+        "images": 48,
+        "predicted": 48,
+        "failed": 0,
+    }
+    assert {k: again[k] for k in ("images", "predicted", "failed")} == {
+        "images": 48,
+        "predicted": 48,
+        "failed": 0,
+    }
     assert sorted((tmp_path / "cache").glob("*.pt")) == cache_files
     one, two = (pd.read_csv(tmp_path / name, keep_default_na=False) for name in ("first.csv", "again.csv"))
     probabilities = [c for c in one.columns if c.startswith("p[")]
@@ -169,3 +179,65 @@ def test_a_run_writes_its_checkpoints_at_the_end_when_they_are_not_due(seafloor,
 
     assert load_checkpoint(out / "last.pt")["epoch"] == 2
     assert load_checkpoint(out / "best.pt")["epoch"] == trained["best_epoch"]
+
+
+def test_the_decision_rule_travels_with_the_checkpoint(seafloor, tmp_path, capsys):
+    import torch
+
+    from seabed_hmc.engine.checkpoint import load_checkpoint, save_checkpoint
+
+    out = tmp_path / "run"
+    trained = train(config_for(seafloor, out, "encoder.freeze=true", "train.epochs=1"))
+    stored = load_checkpoint(out / "best.pt")["decision"]
+    assert stored["policy"] == "f1" and trained["decision"].startswith("f1 (fit on val: 9 images")
+    assert set(trained) >= {"val_decided", "test_decided"}
+    nodes = pd.read_csv(out / "nodes.csv")
+    assert {"threshold", "threshold_source", "decided_recall", "fit_positives"} <= set(nodes.columns)
+    # a checkpoint from before decisions: loads, and decides at the fixed 0.5
+    old = {k: v for k, v in torch.load(out / "best.pt", weights_only=True).items() if k != "decision"}
+    save_checkpoint(old, tmp_path / "old.pt")
+    evaluated = evaluate_checkpoint(tmp_path / "old.pt", seafloor, workers=0)
+    assert evaluated["decision"] == "fixed 0.5"
+    assert all(evaluated["decided"][k] == evaluated[k] for k in evaluated["decided"])
+    # refit on another labelled set (here: the training rows), into a new checkpoint and a JSON record
+    base = [
+        "calibrate",
+        "--checkpoint",
+        str(out / "best.pt"),
+        "--manifest",
+        str(seafloor),
+        "--split",
+        "train",
+    ]
+    assert main([*base, "--policy", "precision", "--precision", "0.9", "--out", str(tmp_path / "c2.pt")]) == 0
+    told = json.loads(capsys.readouterr().out)
+    assert told["decision"].startswith("precision (P >= 0.9, fit on manifest.csv: 30 rows of split 'train'")
+    assert main([*base, "--policy", "depth", "--out", str(tmp_path / "rule.json")]) == 0
+    capsys.readouterr()
+    with_c2 = evaluate_checkpoint(out / "best.pt", seafloor, workers=0, decision=str(tmp_path / "c2.pt"))
+    assert with_c2["decision"] == told["decision"]
+    assert evaluate_checkpoint(out / "best.pt", seafloor, workers=0, decision=str(tmp_path / "rule.json"))[
+        "decision"
+    ].startswith("depth")
+    assert main(["evaluate", "--checkpoint", str(out / "best.pt"), "--manifest", str(seafloor),
+                 "--decision", str(tmp_path / "nothing.json")]) == 2  # fmt: skip
+    assert "neither fixed, checkpoint nor an existing file" in capsys.readouterr().err
+    # fitting on rows without a single positive is refused, naming the manifest
+    empty = seafloor.parent / "negatives.csv"
+    frame = pd.read_csv(seafloor)
+    frame.assign(labels="Substrate", complete="false").to_csv(empty, index=False)  # Substrate: always on
+    assert main(["calibrate", "--checkpoint", str(out / "best.pt"), "--manifest", str(empty),
+                 "--out", str(tmp_path / "x.pt")]) == 2  # fmt: skip
+    error = capsys.readouterr().err
+    assert "negatives.csv" in error and "no positive for any evaluated node" in error
+
+
+def test_predict_says_which_rule_and_abstains_explicitly(seafloor, tmp_path):
+    out = tmp_path / "run"
+    train(config_for(seafloor, out, "encoder.freeze=true", "train.epochs=1"))
+    counts = predict_images(out / "best.pt", seafloor, tmp_path / "never.csv", workers=0, threshold=1.5)
+    assert counts["abstained"] == counts["predicted"] == 48
+    rows = pd.read_csv(tmp_path / "never.csv", keep_default_na=False)
+    assert set(rows.predicted) == {"abstain"} and set(rows.decision) == {"fixed 1.5"}
+    predict_images(out / "best.pt", seafloor, tmp_path / "rule.csv", workers=0)
+    assert pd.read_csv(tmp_path / "rule.csv").decision.iloc[0].startswith("f1 (fit on val")

