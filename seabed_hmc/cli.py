@@ -164,6 +164,7 @@ def _predict_tiles(args: argparse.Namespace) -> int:
         nodata=args.nodata,
         max_invalid=args.max_invalid,
         threshold=args.threshold,
+        decision=args.decision,
         batch_size=args.batch_size,
         workers=args.workers,
         progress=not args.no_progress,
@@ -373,7 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     tiles.add_argument("--scale", help="low,high per band mapped to 0..255 (default: dtype or percentiles)")
     tiles.add_argument("--nodata", type=float, help="an extra value marking invalid pixels")
     tiles.add_argument("--max-invalid", type=float, default=0.5, help="skip tiles with more invalid")
-    tiles.add_argument("--threshold", type=float, default=0.5)
+    tiles.add_argument("--decision", help=DECISION_HELP)
+    tiles.add_argument("--threshold", type=float, help="a fixed threshold for every node instead")
     tiles.add_argument("--batch-size", type=int, default=32)
     tiles.add_argument(
         "--workers",

@@ -108,19 +108,22 @@ class Decision:
     fitted_on: str = ""
     settings: dict = field(default_factory=dict)
 
-    def predict(self, probabilities: np.ndarray | torch.Tensor, hierarchy: Hierarchy) -> np.ndarray:
-        """(samples, nodes) bool, closed under ancestors, from (samples, nodes) coherent probabilities."""
-        scores = _numpy(probabilities)
-        if scores.shape[-1] != len(self.thresholds):
+    def predict(
+        self, probabilities: np.ndarray | torch.Tensor, hierarchy: Hierarchy, node_axis: int = -1
+    ) -> np.ndarray:
+        """Bool predictions closed under ancestors, shaped like the coherent ``probabilities`` whose
+        ``node_axis`` holds the nodes: (samples, nodes) by default, (nodes, H, W) maps with 0."""
+        scores = np.moveaxis(_numpy(probabilities), node_axis, 0)
+        if scores.shape[0] != len(self.thresholds):
             raise ValueError(
                 f"the decision has {len(self.thresholds)} node thresholds but the probabilities have "
-                f"{scores.shape[-1]} nodes: it was fit for another hierarchy"
+                f"{scores.shape[0]} nodes: it was fit for another hierarchy"
             )
-        passing = scores >= self.thresholds[None, :]
-        passing[:, ~hierarchy.evaluated] = True  # always-on roots never block their children
-        if self.rule == "gated":
-            return _gate(passing, hierarchy)
-        return _close(passing, hierarchy)
+        thresholds = self.thresholds.reshape(-1, *([1] * (scores.ndim - 1)))
+        passing = np.ascontiguousarray(scores >= thresholds)  # (nodes, ...): one block per node
+        passing[~hierarchy.evaluated] = True  # always-on roots never block their children
+        predicted = _gate(passing, hierarchy) if self.rule == "gated" else _close(passing, hierarchy)
+        return np.moveaxis(predicted, 0, node_axis)
 
     def describe(self) -> str:
         """One line naming the rule, e.g. ``f1 (fit on val: 340 images, min 5 positives), closure``."""
@@ -180,20 +183,21 @@ def _numpy(array) -> np.ndarray:
 
 
 def _close(passing: np.ndarray, hierarchy: Hierarchy) -> np.ndarray:
-    """Passing nodes with all their ancestors (children before parents: one pass, reverse topological)."""
-    predicted = passing.copy()
+    """(nodes, ...) passing nodes with all their ancestors (children before parents: reverse
+    topological order, one pass)."""
+    predicted = passing  # a fresh array from predict()
     for node in reversed(hierarchy.topological_order):
         for parent in hierarchy.parents[node]:
-            predicted[:, parent] |= predicted[:, node]
+            predicted[parent] |= predicted[node]
     return predicted
 
 
 def _gate(passing: np.ndarray, hierarchy: Hierarchy) -> np.ndarray:
-    """A node stays predicted only when all its parents are (parents before children)."""
-    predicted = passing.copy()
+    """(nodes, ...): a node stays predicted only when all its parents are (parents before children)."""
+    predicted = passing
     for node in hierarchy.topological_order:
         for parent in hierarchy.parents[node]:
-            predicted[:, node] &= predicted[:, parent]
+            predicted[node] &= predicted[parent]
     return predicted
 
 

@@ -288,6 +288,8 @@ def test_outputs_carry_the_grid_crs_and_nodata(checkpoint, tmp_path):
     assert probabilities.max() <= 255 and (probabilities[:, ~nodata] <= 254).all()
     with rasterio.open(tmp_path / "out" / "classes.tif") as output:
         assert output.colormap(1)[1][3] == 255
+        assert output.tags()["decision"] == summary["decision"]
+    assert summary["decision"].startswith("f1 (fit on val")  # the checkpoint's rule
     tiles = pd.read_csv(tmp_path / "out" / "tiles.csv", keep_default_na=False)
     assert len(tiles) == summary["tiles"] and summary["predicted"] + sum(summary["skipped"].values()) == len(
         tiles
@@ -384,11 +386,16 @@ def test_several_rasters_are_mosaicked(checkpoint, tmp_path):
         mosaic_vrt([raster, other], tmp_path / "m.vrt")
 
 
-def test_class_codes_take_the_deepest_passing_node():
-    probability = np.array([[[0.9]], [[0.8]], [[0.6]], [[0.2]]])  # nodes 0..3
-    depth = np.array([0, 1, 2, 2])
-    assert class_codes(probability, depth, 0.5)[0, 0] == 3  # node 2 (depth 2) -> code 3
-    assert class_codes(probability, depth, 0.95)[0, 0] == 5  # none passes -> nodes + 1
+def test_class_codes_take_the_deepest_node_the_decision_predicts():
+    from seabed_hmc.decisions import Decision, fixed_decision
+    from seabed_hmc.hierarchy import Hierarchy
+
+    hierarchy = Hierarchy(["a", "b", "c", "d"], [[], ["a"], ["b"], ["b"]], excluded=[])  # depths 0 1 2 2
+    probability = np.array([[[0.9]], [[0.8]], [[0.6]], [[0.2]]])  # (nodes, H, W)
+    assert class_codes(probability, hierarchy, fixed_decision(hierarchy, 0.5))[0, 0] == 3  # c -> code 3
+    assert class_codes(probability, hierarchy, fixed_decision(hierarchy, 0.95))[0, 0] == 5  # abstain
+    rare = Decision("f1", np.array([0.5, 0.5, 0.7, 0.1]), ["fitted"] * 4)  # d has a low threshold
+    assert class_codes(probability, hierarchy, rare)[0, 0] == 4  # d passes; c does not
 
 
 def test_torchrun_shards_tiles_and_matches_one_process(checkpoint, tmp_path):

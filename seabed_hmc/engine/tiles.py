@@ -6,8 +6,9 @@ each tile's coherent ensemble probabilities are added to the output cells whose 
 ``cell`` input pixels (default: the stride), i.e. the input transform scaled by the cell size.
 Outputs, each written to a temporary name and renamed into place:
 
-- ``classes.tif``: the deepest node whose probability passes the threshold (codes in ``classes.csv``;
-  0 = nodata, N+1 = no node passes), uint8 or uint16 with a colour table;
+- ``classes.tif``: the deepest node the decision rule predicts (the checkpoint's by default; codes in
+  ``classes.csv``; 0 = nodata, N+1 = no node passes: abstain), uint8 or uint16 with a colour table, the
+  rule in its ``decision`` tag;
 - ``probabilities.tif``: one uint8 band per node (probability x 254; 255 = nodata), band descriptions
   are the node names;
 - ``uncertainty.tif``: the ensemble spread (std over heads) of the mapped node, float32, -1 = nodata;
@@ -54,9 +55,11 @@ from seabed_hmc.data.geo import (
     resolve_bands,
     tile_grid,
 )
+from seabed_hmc.decisions import Decision
 from seabed_hmc.engine import distributed
 from seabed_hmc.engine._memory import serve_large_blocks_from_heap, trim_freed_memory
 from seabed_hmc.engine.device import resolve_device, to_device
+from seabed_hmc.engine.inference import resolve_decision
 from seabed_hmc.engine.setup import checkpoint_config, load_model, transforms
 from seabed_hmc.models.heads import ensemble_probabilities
 from seabed_hmc.reporting import write_text_atomic
@@ -277,19 +280,20 @@ def _digest(checkpoint: Path, raster: str, grid: TileGrid, cell, settings: BandS
     return hashlib.sha1(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _leaf_most(probability: np.ndarray, hierarchy, threshold: float) -> list[int]:
-    """Nodes above the threshold none of whose children is above it (the coherent predicted paths)."""
-    above = probability >= threshold
-    return [n for n in np.flatnonzero(above) if not any(above[c] for c in hierarchy.children[n])]
+def _leaf_most(probability: np.ndarray, hierarchy, decision: Decision) -> list[int]:
+    """The deepest nodes the decision predicts for one tile's (nodes,) probabilities."""
+    predicted = decision.predict(probability[None], hierarchy)[0] & hierarchy.evaluated
+    return [n for n in np.flatnonzero(predicted) if not any(predicted[c] for c in hierarchy.children[n])]
 
 
-def class_codes(probability: np.ndarray, depth: np.ndarray, threshold: float) -> np.ndarray:
-    """(nodes, H, W) probabilities -> (H, W) codes: 1 + the deepest node passing the threshold (the most
-    probable among equally deep ones), or nodes + 1 where none passes."""
-    above = probability >= threshold
-    score = np.where(above, depth[:, None, None] * 2.0 + probability, -1.0)
+def class_codes(probability: np.ndarray, hierarchy, decision: Decision) -> np.ndarray:
+    """(nodes, H, W) probabilities -> (H, W) codes: 1 + the deepest node the decision predicts (the most
+    probable among equally deep ones), or nodes + 1 where it predicts none (abstains)."""
+    predicted = decision.predict(probability, hierarchy, node_axis=0) & hierarchy.evaluated[:, None, None]
+    depth = np.asarray(hierarchy.depth, dtype=np.float64)
+    score = np.where(predicted, depth[:, None, None] * 2.0 + probability, -1.0)
     best = score.argmax(axis=0)
-    return np.where(above.any(axis=0), best + 1, probability.shape[0] + 1)
+    return np.where(predicted.any(axis=0), best + 1, probability.shape[0] + 1)
 
 
 #: matplotlib's "tab10" colours (written out: importing matplotlib costs a third of a second per run)
@@ -312,7 +316,9 @@ def _colours(hierarchy) -> dict[int, tuple[int, int, int, int]]:
     return colours
 
 
-def _write_cog(path: Path, array: np.ndarray, profile: dict, scratch: Path, colormap=None, descriptions=None):
+def _write_cog(
+    path: Path, array: np.ndarray, profile: dict, scratch: Path, colormap=None, descriptions=None, tags=None
+):
     """Write a (bands, H, W) array as a Cloud-Optimised GeoTIFF, atomically."""
     scratch.mkdir(parents=True, exist_ok=True)
     plain = scratch / f"{path.stem}.plain.tif"
@@ -323,6 +329,8 @@ def _write_cog(path: Path, array: np.ndarray, profile: dict, scratch: Path, colo
             target.write_colormap(1, colormap)
         for band, text in enumerate(descriptions or [], start=1):
             target.set_band_description(band, text)
+        if tags:
+            target.update_tags(**tags)
     temporary = path.with_name(path.name + ".tmp")
     rasterio.shutil.copy(plain, temporary, driver="COG", compress="DEFLATE")
     os.replace(temporary, path)
@@ -344,7 +352,8 @@ def predict_tiles(
     scale: tuple[tuple[float, float], ...] | None = None,
     nodata: float | None = None,
     max_invalid: float = 0.5,
-    threshold: float = 0.5,
+    threshold: float | None = None,
+    decision: str | None = None,
     batch_size: int = 32,
     workers: int | None = None,
     save_every: int = 20,
@@ -364,6 +373,8 @@ def predict_tiles(
         workers: DataLoader processes reading tiles; default :func:`default_workers` (none on up to
             4 cores: tiles are read in the main process between batches).
         stop_after: end after this many batches (tests and time-boxed runs; resume later).
+        threshold, decision: the decision rule (:func:`~seabed_hmc.engine.inference.resolve_decision`;
+            default the checkpoint's); named in ``summary.json`` and in the class map's tags.
         device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` (:mod:`seabed_hmc.engine.device`; under
             torchrun on GPUs each rank uses its own).
     """
@@ -384,6 +395,7 @@ def predict_tiles(
 
     model, hierarchy, state = tile_model(checkpoint)
     model.to(device)
+    rule = resolve_decision(decision, state, hierarchy, checkpoint, threshold)
     transform, norm = tile_transform(state)
     if norm is not None:
         norm = tuple(t.to(device) for t in norm)
@@ -396,7 +408,12 @@ def predict_tiles(
     output = OutputGrid(grid, cell_size)
     settings = resolve_bands(info, BandSettings(bands, scale, nodata))
     digest = _digest(
-        checkpoint, raster, grid, cell_size, settings, {"max_invalid": max_invalid, "world": world}
+        checkpoint,
+        raster,
+        grid,
+        cell_size,
+        settings,
+        {"max_invalid": max_invalid, "world": world, "decision": rule.to_record()},
     )
     state_path = partial / f"rank{rank}.npz"
     rows_path = partial / f"tiles_rank{rank}.csv"
@@ -445,7 +462,7 @@ def predict_tiles(
                     used += 1
                     flags = batch["cell_valid"][position].numpy()
                     accumulator.add(batch["cell_span"][position].numpy(), flags, p, s)
-                    leaves = sorted(_leaf_most(p, hierarchy, threshold), key=lambda n: -p[n])
+                    leaves = sorted(_leaf_most(p, hierarchy, rule), key=lambda n: -p[n])
                     row |= {
                         "status": "predicted",
                         "paths": "|".join(hierarchy.nodes[n] for n in leaves),
@@ -472,7 +489,7 @@ def predict_tiles(
     summary = {}
     if rank == 0:
         summary = _combine_and_write(
-            out, partial, world, hierarchy, grid, output, info, accumulator, threshold, started, digest
+            out, partial, world, hierarchy, grid, output, info, accumulator, rule, started, digest
         )
     group.barrier()
     return summary
@@ -510,7 +527,7 @@ def _checkpoint_state(state_path, accumulator, done, digest, complete: bool) -> 
 
 
 def _combine_and_write(
-    out, partial, world, hierarchy, grid, output, info, accumulator, threshold, started, digest
+    out, partial, world, hierarchy, grid, output, info, accumulator, rule, started, digest
 ):
     total = Accumulator(len(hierarchy), output.height, output.width)
     frames = []
@@ -529,7 +546,7 @@ def _combine_and_write(
     weight = np.maximum(total.weight, 1)
     probability = total.probability / weight
     spread = total.spread / weight
-    codes = class_codes(probability, np.asarray(hierarchy.depth, dtype=np.float64), threshold)
+    codes = class_codes(probability, hierarchy, rule)
     nodes = len(hierarchy)
     dtype = np.uint8 if nodes + 1 <= 255 else np.uint16
     class_map = np.where(covered, codes, 0).astype(dtype)
@@ -544,7 +561,14 @@ def _combine_and_write(
     }
     scratch = partial / "write"
     colours = _colours(hierarchy)
-    _write_cog(out / "classes.tif", class_map[None], {**profile, "nodata": 0}, scratch, colormap=colours)
+    _write_cog(
+        out / "classes.tif",
+        class_map[None],
+        {**profile, "nodata": 0},
+        scratch,
+        colormap=colours,
+        tags={"decision": rule.describe()},
+    )
     quantised = np.where(covered[None], np.rint(probability * 254), 255).astype(np.uint8)
     _write_cog(
         out / "probabilities.tif",
@@ -561,7 +585,7 @@ def _combine_and_write(
     classes = pd.DataFrame(
         {
             "code": [0, *range(1, nodes + 1), nodes + 1],
-            "node": ["(nodata)", *hierarchy.nodes, "(no node above threshold)"],
+            "node": ["(nodata)", *hierarchy.nodes, "(abstain: no node passes)"],
             "depth": [-1, *map(int, hierarchy.depth), -1],
             "colour": ["#{:02x}{:02x}{:02x}".format(*colours[c][:3]) for c in range(nodes + 2)],
         }
@@ -584,6 +608,7 @@ def _combine_and_write(
         "cell_pixels": list(output.cell),
         "seconds": round(seconds, 2),
         "ranks": world,
+        "decision": rule.describe(),
     }
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2))
     return summary
