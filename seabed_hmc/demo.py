@@ -243,29 +243,49 @@ def run_demo(out: str | Path, quick: bool = False) -> dict:
     results = {}
     for loss in ("control", "rare_node"):
         config = demo_config(manifest, out, loss, quick)
-        results[loss] = train(config)["test"]
-        print(f"trained {loss}: {out / loss / 'best.pt'}")
+        trained = train(config)
+        results[loss] = {
+            **trained["test"],
+            "decision": trained["decision"],
+            "decided": trained["test_decided"],
+        }
+        print(f"trained {loss}: {out / loss / 'best.pt'} (decision rule: {trained['decision']})")
     counts = predict_images(out / "rare_node" / "best.pt", manifest, out / "predictions.csv", workers=0)
     print(f"predictions for {counts['predicted']} images: {out / 'predictions.csv'}")
-    keys = ["au_prc", "f1_all", "recall_all", "rare_node_recall", "hierarchical_f1"]
-    table = pd.DataFrame({loss: [results[loss][k] for k in keys] for loss in results}, index=keys)
-    print("\ntest split            control   rare_node")
+    keys = ["au_prc", "f1_all", "recall_all", "rare_node_recall", "rare_node_precision", "hierarchical_f1"]
+    keys += ["taxonomic_distance"]
+    print("\ntest split            control   rare_node   (fixed 0.5 | fitted rule)")
     for key in keys:
-        print(f"{key:20s} {table.loc[key, 'control']:9.4f} {table.loc[key, 'rare_node']:10.4f}")
+        cells = []
+        for loss in results:
+            fitted = results[loss]["decided"].get(key)  # threshold-free metrics have no second value
+            cells.append(
+                f"{results[loss][key]:6.3f}" + (f" | {fitted:5.3f}" if fitted is not None else " |   -  ")
+            )
+        print(f"{key:20s} {cells[0]:>16s} {cells[1]:>16s}")
     mosaic = make_synthetic_mosaic(out / "mosaic", patches=5 if quick else 10)
     print(f"\nsynthetic survey mosaic (EPSG:32630, nodata collar): {mosaic}")
     for loss in ("control", "rare_node"):
-        folder = out / "mosaic" / loss
-        summary = predict_tiles(
-            out / loss / "best.pt", mosaic, folder, tile_size=64, workers=0, progress=False
-        )
-        accuracy = mosaic_accuracy(folder / "tiles.csv", out / "mosaic" / "ground_truth.csv")
-        results[loss]["mosaic"] = {**accuracy, "skipped_tiles": sum(summary["skipped"].values())}
-        print(
-            f"{loss:9s} maps in {folder}: {accuracy['tiles']} tiles, substrate leaf accuracy "
-            f"{accuracy['leaf_accuracy']:.3f}, Sand/Gravel/Rock {accuracy['level_3_accuracy']:.3f}, "
-            f"{results[loss]['mosaic']['skipped_tiles']} nodata tiles skipped"
-        )
+        results[loss]["mosaic"] = {}
+        for decision, name in (("fixed", "fixed 0.5"), ("checkpoint", "fitted rule")):
+            folder = out / "mosaic" / loss / ("fixed" if decision == "fixed" else "fitted")
+            summary = predict_tiles(
+                out / loss / "best.pt",
+                mosaic,
+                folder,
+                tile_size=64,
+                workers=0,
+                progress=False,
+                decision=decision,
+            )
+            accuracy = mosaic_accuracy(folder / "tiles.csv", out / "mosaic" / "ground_truth.csv")
+            skipped = sum(summary["skipped"].values())
+            results[loss]["mosaic"][decision] = {**accuracy, "skipped_tiles": skipped}
+            print(
+                f"{loss:9s} {name:11s} maps in {folder}: {accuracy['tiles']} tiles, substrate leaf accuracy "
+                f"{accuracy['leaf_accuracy']:.3f}, Sand/Gravel/Rock {accuracy['level_3_accuracy']:.3f}, "
+                f"{skipped} nodata tiles skipped"
+            )
     print(
         f"\ndone in {time.perf_counter() - start:.0f} s; "
         f"checkpoints: {out}/control/best.pt, {out}/rare_node/best.pt"

@@ -40,12 +40,18 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
         assert 0 <= results[loss]["au_prc"] <= 1
     assert len(pd.read_csv(tmp_path / "predictions.csv")) == 150
     for loss in results:  # the mosaic: 5 x 5 patches, the first column a nodata collar
-        mosaic = results[loss]["mosaic"]
-        assert mosaic["tiles"] == 20 and mosaic["skipped_tiles"] == 5
-        assert 0 <= mosaic["leaf_accuracy"] <= mosaic["level_3_accuracy"] <= mosaic["level_2_accuracy"] <= 1
-        assert (tmp_path / "mosaic" / loss / "classes.tif").exists()
+        assert results[loss]["decision"].startswith("f1 (fit on val")
+        assert set(results[loss]["decided"]) >= {"f1_all", "rare_node_recall", "taxonomic_distance"}
+        for decision, folder in (("fixed", "fixed"), ("checkpoint", "fitted")):
+            mosaic = results[loss]["mosaic"][decision]
+            assert mosaic["tiles"] == 20 and mosaic["skipped_tiles"] == 5
+            assert (
+                0 <= mosaic["leaf_accuracy"] <= mosaic["level_3_accuracy"] <= mosaic["level_2_accuracy"] <= 1
+            )
+            assert (tmp_path / "mosaic" / loss / folder / "classes.tif").exists()
     assert json.loads((tmp_path / "comparison.json").read_text()) == results
-    assert "rare_node_recall" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "rare_node_recall" in printed and "(fixed 0.5 | fitted rule)" in printed
 
 
 def test_mosaic_accuracy_scores_against_the_ground_truth(tmp_path):
