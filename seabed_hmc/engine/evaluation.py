@@ -248,3 +248,38 @@ def score_split(
         probabilities, targets, mask, hierarchy, train_counts, config.train.threshold
     )
     return SplitScore(metrics, probabilities, targets, mask)
+
+
+SCORES_FILE = "scores.npz"
+SCORE_STEPS = 65535  # probabilities are stored as round(p * 65535) in uint16: within 7.7e-6 of the value
+
+
+def save_scores(path: Path, scored: dict[str, SplitScore], train_counts, hierarchy: Hierarchy) -> None:
+    """The splits' probabilities (quantised to uint16), targets and masks, the rare-node counts and the
+    node names, compressed: enough to re-score any decision rule or metric without the model
+    (:func:`load_scores`).  Written atomically."""
+    arrays = {"nodes": np.asarray(hierarchy.nodes), "train_counts": np.asarray(train_counts, dtype=np.int64)}
+    for split, result in scored.items():
+        arrays[f"{split}_probabilities"] = np.rint(result.probabilities.numpy() * SCORE_STEPS).astype(
+            np.uint16
+        )
+        arrays[f"{split}_targets"] = result.targets.numpy() > 0.5
+        arrays[f"{split}_mask"] = result.mask.numpy() > 0.5
+    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
+    np.savez_compressed(temporary, **arrays)
+    os.replace(temporary, path)
+
+
+def load_scores(path: Path) -> dict:
+    """{split: (probabilities float64, targets, mask)} and ``train_counts``, ``nodes`` from
+    :func:`save_scores`' file."""
+    with np.load(path, allow_pickle=False) as saved:
+        loaded = {"nodes": saved["nodes"].tolist(), "train_counts": saved["train_counts"]}
+        for split in ("val", "test"):
+            if f"{split}_probabilities" in saved:
+                loaded[split] = (
+                    saved[f"{split}_probabilities"].astype(np.float64) / SCORE_STEPS,
+                    saved[f"{split}_targets"],
+                    saved[f"{split}_mask"],
+                )
+    return loaded

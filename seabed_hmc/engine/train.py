@@ -39,7 +39,14 @@ from seabed_hmc.engine._memory import serve_large_blocks_from_heap
 from seabed_hmc.engine.checkpoint import keep_copy, load_checkpoint, save_checkpoint
 from seabed_hmc.engine.device import device_of, resolve_device, to_device
 from seabed_hmc.engine.distributed import World
-from seabed_hmc.engine.evaluation import Inputs, feature_cache, score_split, split_inputs
+from seabed_hmc.engine.evaluation import (
+    SCORES_FILE,
+    Inputs,
+    feature_cache,
+    save_scores,
+    score_split,
+    split_inputs,
+)
 from seabed_hmc.engine.setup import (
     PreparedData,
     build_model,
@@ -302,7 +309,12 @@ def train(
         return results
 
 
-RUN_REPORTS = ("metrics.json", "nodes.csv", "problems.csv")  # written only by a run that finished
+RUN_REPORTS = (
+    "metrics.json",
+    "nodes.csv",
+    "problems.csv",
+    SCORES_FILE,
+)  # written only by a run that finished
 
 
 @contextmanager
@@ -556,6 +568,7 @@ def finish(
     counts = train_counts if node_counts is None else node_counts
     report = scored[report_split].report(hierarchy, counts, config.train.threshold, decision)
     report.to_csv(out / "nodes.csv", index=False)
+    save_scores(out / SCORES_FILE, scored, train_counts, hierarchy)  # re-scoring needs no model
     if on_disk:  # the rule travels with the model
         save_checkpoint({**best, "decision": decision.to_record()}, out / "best.pt")
     problems = pd.DataFrame(data.problems, columns=["image", "reason"]).drop_duplicates()
