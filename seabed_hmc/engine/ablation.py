@@ -371,6 +371,10 @@ def run_cell(
     row |= {k: v for k, v in metrics.items() if "_depth_" not in k}
     depths = {k.removeprefix("recall_depth_"): v for k, v in metrics.items() if k.startswith("recall_depth_")}
     row["recall_by_depth"] = json.dumps(depths)
+    # the same decision-dependent numbers under the rule fit on the cell's validation split
+    decided = result.get(f"{row['evaluated_on']}_decided", {})
+    row["decision"] = result.get("decision", "")
+    row |= {f"decided_{k}": v for k, v in decided.items() if "_depth_" not in k}
     row |= {"seconds": round(time.perf_counter() - start, 2), "config_digest": cell.digest}
     return row
 
