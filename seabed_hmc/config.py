@@ -20,6 +20,7 @@ import yaml
 SPLIT_CHOICES = ("test", "val", "train", "all")  # what ``evaluate --split`` scores
 DECISION_POLICIES = ("fixed", "f1", "precision", "depth")  # seabed_hmc.decisions
 DECISION_RULES = ("closure", "gated")
+CALIBRATION_METHODS = ("none", "temperature", "platt")  # seabed_hmc.calibration
 
 
 class ConfigError(ValueError):
@@ -120,6 +121,8 @@ class DecisionConfig:
     min_positives: int = 5  # fewer validation positives: the node borrows its depth's threshold
     rule: str = field(default="closure", metadata={"choices": DECISION_RULES})
     threshold: float = 0.5  # the fixed policy's
+    # per-node probability calibration fit on validation before the thresholds (reliability.png)
+    calibration: str = field(default="none", metadata={"choices": CALIBRATION_METHODS})
 
 
 @dataclass

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from seabed_hmc.calibration import Calibration, fit_calibration
 from seabed_hmc.config import DECISION_POLICIES, DECISION_RULES
 from seabed_hmc.hierarchy import Hierarchy
 
@@ -107,13 +108,20 @@ class Decision:
     positives: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     fitted_on: str = ""
     settings: dict = field(default_factory=dict)
+    calibration: Calibration | None = None
+
+    def probabilities(self, probabilities, hierarchy: Hierarchy, node_axis: int = -1) -> np.ndarray:
+        """The probabilities the thresholds apply to: calibrated (and coherent) when the rule has a
+        calibration, else as given."""
+        scores = _numpy(probabilities)
+        return scores if self.calibration is None else self.calibration.apply(scores, hierarchy, node_axis)
 
     def predict(
         self, probabilities: np.ndarray | torch.Tensor, hierarchy: Hierarchy, node_axis: int = -1
     ) -> np.ndarray:
         """Bool predictions closed under ancestors, shaped like the coherent ``probabilities`` whose
         ``node_axis`` holds the nodes: (samples, nodes) by default, (nodes, H, W) maps with 0."""
-        scores = np.moveaxis(_numpy(probabilities), node_axis, 0)
+        scores = np.moveaxis(self.probabilities(probabilities, hierarchy, node_axis), node_axis, 0)
         if scores.shape[0] != len(self.thresholds):
             raise ValueError(
                 f"the decision has {len(self.thresholds)} node thresholds but the probabilities have "
@@ -127,12 +135,13 @@ class Decision:
 
     def describe(self) -> str:
         """One line naming the rule, e.g. ``f1 (fit on val: 340 images, min 5 positives), closure``."""
+        calibrated = "" if self.calibration is None else f", {self.calibration.method}-calibrated"
         if self.policy == "fixed":
-            return f"fixed {self.settings.get('threshold', 0.5):g}"
+            return f"fixed {self.settings.get('threshold', 0.5):g}{calibrated}"
         detail = f"P >= {self.settings['precision']:g}, " if self.policy == "precision" else ""
         return (
             f"{self.policy} ({detail}fit on {self.fitted_on}, min {self.settings['min_positives']} "
-            f"positives), {self.rule}"
+            f"positives), {self.rule}{calibrated}"
         )
 
     def to_record(self) -> dict:
@@ -145,6 +154,7 @@ class Decision:
             "positives": [int(p) for p in self.positives],
             "fitted_on": self.fitted_on,
             "settings": dict(self.settings),
+            "calibration": None if self.calibration is None else self.calibration.to_record(),
         }
 
     @classmethod
@@ -170,6 +180,7 @@ class Decision:
             np.asarray(record.get("positives", []), dtype=np.int64),
             str(record.get("fitted_on", "")),
             dict(record.get("settings", {})),
+            None if record.get("calibration") is None else Calibration.from_record(record["calibration"]),
         )
 
 
@@ -306,22 +317,34 @@ def fit_configured(
     hierarchy: Hierarchy,
     fitted_on: str,
 ) -> Decision:
-    """:func:`fit_decision` with a :class:`~seabed_hmc.config.DecisionConfig`'s settings."""
+    """:func:`fit_decision` with a :class:`~seabed_hmc.config.DecisionConfig`'s settings; with
+    ``settings.calibration`` the probabilities are calibrated first (fit on the same data) and the
+    thresholds fit on the calibrated ones."""
+    calibration = None
+    if settings.calibration != "none":
+        scores, truth = _numpy(probabilities), _numpy(targets)
+        known = None if mask is None else _numpy(mask)
+        calibration = fit_calibration(
+            scores, truth, known, hierarchy, settings.calibration, settings.min_positives
+        )
+        probabilities = calibration.apply(scores, hierarchy)
     if settings.policy == "fixed":
         decision = fixed_decision(hierarchy, settings.threshold)
         decision.rule = settings.rule
-        return decision
-    return fit_decision(
-        probabilities,
-        targets,
-        mask,
-        hierarchy,
-        settings.policy,
-        settings.precision,
-        settings.min_positives,
-        settings.rule,
-        fitted_on,
-    )
+    else:
+        decision = fit_decision(
+            probabilities,
+            targets,
+            mask,
+            hierarchy,
+            settings.policy,
+            settings.precision,
+            settings.min_positives,
+            settings.rule,
+            fitted_on,
+        )
+    decision.calibration = calibration
+    return decision
 
 
 def stored_decision(state: dict, hierarchy: Hierarchy, where: str) -> Decision:

@@ -204,3 +204,52 @@ def test_taxonomic_distance_equals_shortest_paths_on_trees(hierarchy, seed):
         expected.append(np.mean([min(hops(hierarchy.index(t), g) for g in guessed) for t in truth_row]))
     value = taxonomic_distance(predicted, targets.astype(np.float32), None, hierarchy)
     assert value == pytest.approx(np.mean(expected)) if expected else np.isnan(value)
+
+
+def test_platt_scaling_recovers_a_known_miscalibration_and_lowers_the_ece():
+    from scipy.optimize import minimize
+
+    from seabed_hmc.calibration import expected_calibration_error, fit_calibration
+
+    hierarchy = Hierarchy.from_paths(["A", "B", "C"])  # flat: the max-constraint changes nothing here
+    rng = np.random.default_rng(0)
+    truth_logits = rng.normal(0, 1.5, size=(4000, len(hierarchy)))
+    targets = (rng.uniform(size=truth_logits.shape) < 1 / (1 + np.exp(-truth_logits))).astype(np.float32)
+    shown = 1 / (1 + np.exp(-(2.0 * truth_logits + 1.0)))  # overconfident and shifted: a = 0.5, b = -0.5
+    calibration = fit_calibration(shown, targets, None, hierarchy, "platt")
+    assert calibration.scale == pytest.approx(np.full(len(hierarchy), 0.5), abs=0.05)
+    assert calibration.bias == pytest.approx(np.full(len(hierarchy), -0.5), abs=0.08)
+    # the Newton fit equals a general-purpose minimiser of the same objective on one node
+    z, y = np.log(shown[:, 0] / (1 - shown[:, 0])), targets[:, 0]
+
+    def loss(params):
+        p = 1 / (1 + np.exp(-(params[0] * z + params[1])))
+        return -np.sum(y * np.log(p) + (1 - y) * np.log(1 - p)) + 5e-4 * (
+            (params[0] - 1) ** 2 + params[1] ** 2
+        )
+
+    best = minimize(loss, [1.0, 0.0], method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-10}).x
+    assert [calibration.scale[0], calibration.bias[0]] == pytest.approx(best, abs=1e-3)
+    before = expected_calibration_error(shown, targets, None, hierarchy)
+    after = expected_calibration_error(calibration.apply(shown, hierarchy), targets, None, hierarchy)
+    assert after < before / 3
+    temperature = fit_calibration(shown, targets, None, hierarchy, "temperature")
+    assert (temperature.bias == 0).all() and (temperature.scale < 1).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(dags(min_nodes=2, max_nodes=10), st.integers(0, 2**16))
+def test_calibrated_probabilities_stay_coherent(hierarchy, seed):
+    from seabed_hmc.calibration import Calibration
+
+    rng = np.random.default_rng(seed)
+    calibration = Calibration(
+        "platt",
+        rng.uniform(0.2, 3, len(hierarchy)),
+        rng.normal(0, 1, len(hierarchy)),
+        np.ones(len(hierarchy), bool),
+    )
+    calibrated = calibration.apply(coherent(hierarchy, rng), hierarchy)
+    for node in range(len(hierarchy)):
+        for ancestor in hierarchy.ancestors(node):
+            assert (calibrated[:, ancestor] >= calibrated[:, node] - 1e-12).all()

@@ -241,3 +241,16 @@ def test_predict_says_which_rule_and_abstains_explicitly(seafloor, tmp_path):
     assert set(rows.predicted) == {"abstain"} and set(rows.decision) == {"fixed 1.5"}
     predict_images(out / "best.pt", seafloor, tmp_path / "rule.csv", workers=0)
     assert pd.read_csv(tmp_path / "rule.csv").decision.iloc[0].startswith("f1 (fit on val")
+
+
+def test_a_calibrated_rule_reports_its_ece_and_evaluate_reproduces_it(seafloor, tmp_path):
+    out = tmp_path / "run"
+    extra = ("encoder.freeze=true", "decision.calibration=platt", "decision.min_positives=2")
+    trained = train(config_for(seafloor, out, *extra))
+    report = trained["calibration"]
+    assert report["method"] == "platt" and {"ece_val_before", "ece_val_after", "ece_test_after"} <= set(report)
+    assert report["ece_val_after"] <= report["ece_val_before"]  # fit on val: no worse there
+    assert (out / "reliability.png").stat().st_size > 5000
+    assert trained["decision"].endswith("platt-calibrated")
+    evaluated = evaluate_checkpoint(out / "best.pt", seafloor, workers=0)
+    assert evaluated["decided"] == trained["test_decided"]

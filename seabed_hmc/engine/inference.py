@@ -272,8 +272,9 @@ def predict_images(
     so memory stays bounded whatever the number of images (``scripts/bench_predict_stream.py``).  A
     frozen encoder's features come from (and go to) the run's feature cache, chunk by chunk.
     ``decision``: see :func:`resolve_decision` (default the checkpoint's rule; a ``threshold`` alone is a
-    fixed rule at it); its description is in every row's ``decision`` column, and a row whose image no
-    node passes says ``abstain``.  ``device``: see :mod:`seabed_hmc.engine.device`."""
+    fixed rule at it); its description is in every row's ``decision`` column, a row whose image no
+    node passes says ``abstain``, and ``p[node]`` are the probabilities the rule thresholds (calibrated
+    when it calibrates).  ``device``: see :mod:`seabed_hmc.engine.device`."""
     model, hierarchy, state, config, cache = load_for_inference(checkpoint, batch_size, workers)
     model.to(resolve_device(device))
     rule = resolve_decision(decision, state, hierarchy, checkpoint, threshold)
@@ -304,10 +305,11 @@ def predict_images(
                     lines[index] = [paths[index], *[metadata[index].get(c, "") for c in meta_columns]]
                     lines[index] += ["", described, reason]
                 answers = outcomes(rule.predict(mean, hierarchy), hierarchy)
+                shown = rule.probabilities(mean, hierarchy)  # calibrated when the rule calibrates
                 for row, index in enumerate(indices):
                     lines[index] = [paths[index], *[metadata[index].get(c, "") for c in meta_columns]]
                     lines[index] += ["|".join(answers[row]), described, ""]
-                    lines[index] += [f"{v:.4f}" for v in mean[row, evaluated].tolist()]
+                    lines[index] += [f"{v:.4f}" for v in shown[row, evaluated].tolist()]
                     lines[index] += [f"{v:.4f}" for v in spread[row, evaluated].tolist()]
                     counts["abstained"] += answers[row] == [ABSTAIN]
                 counts["failed"] += len(failed)

@@ -31,6 +31,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm  # not tqdm.auto: it iterates a DataLoader twice (two worker sets)
 
+from seabed_hmc.calibration import expected_calibration_error, reliability_diagram
 from seabed_hmc.config import RunConfig, config_to_dict, save_config
 from seabed_hmc.data.images import ImageDataset, collate_skip_bad
 from seabed_hmc.decisions import Decision, fit_configured, fixed_decision
@@ -310,6 +311,7 @@ def train(
 
 
 RUN_REPORTS = (
+    "reliability.png",
     "metrics.json",
     "nodes.csv",
     "problems.csv",
@@ -561,6 +563,8 @@ def finish(
     }
     decision = fit_run_decision(config, scored["val"], hierarchy)
     results["decision"] = decision.describe()
+    if decision.calibration is not None:
+        results["calibration"] = calibration_report(decision, scored, hierarchy, out / "reliability.png")
     for split, result in scored.items():
         results[split] = result.metrics
         results[f"{split}_decided"] = result.decided(decision, hierarchy, train_counts)
@@ -578,6 +582,20 @@ def finish(
         log.warning("%d images were skipped; see %s", len(problems), out / "problems.csv")
     write_text_atomic(out / "metrics.json", json.dumps(results, indent=2))
     return results
+
+
+def calibration_report(decision: Decision, scored: dict, hierarchy, figure: Path) -> dict:
+    """ECE before and after calibration per split, and the reliability diagram (``figure``)."""
+    report, curves = {"method": decision.calibration.method}, {}
+    for split, result in scored.items():
+        after = decision.probabilities(result.probabilities, hierarchy)
+        for name, values in (("before", result.probabilities.numpy()), ("after", after)):
+            report[f"ece_{split}_{name}"] = expected_calibration_error(
+                values, result.targets, result.mask, hierarchy
+            )
+            curves[f"{split}, {name}"] = (values, result.targets.numpy(), result.mask.numpy())
+    reliability_diagram(figure, curves, hierarchy)
+    return report
 
 
 def fit_run_decision(config: RunConfig, validation, hierarchy) -> Decision:
