@@ -122,6 +122,28 @@ def report(table: pd.DataFrame, per_node: dict, hierarchy_nodes: np.ndarray, rar
         (("rare_node", "f1", "closure"), ("control", "f1", "closure"), "recall", rare, "rare nodes"),
         (("rare_node", "f1", "closure"), ("imbalance", "f1", "closure"), "f1", hierarchy_nodes, "all nodes"),
         (("rare_node", "f1", "closure"), ("rare_node", "f1", "gated"), "f1", hierarchy_nodes, "all nodes"),
+        (("control", "f1", "closure"), ("control", "f1", "gated"), "f1", hierarchy_nodes, "all nodes"),
+        (
+            ("rare_node_negative", "f1", "closure"),
+            ("rare_node", "f1", "closure"),
+            "f1",
+            hierarchy_nodes,
+            "all nodes",
+        ),
+        (
+            ("rare_node_negative", "f1", "closure"),
+            ("rare_node", "f1", "closure"),
+            "recall",
+            rare,
+            "rare nodes",
+        ),
+        (
+            ("rare_node_negative", "f1", "closure"),
+            ("control", "f1", "closure"),
+            "f1",
+            hierarchy_nodes,
+            "all nodes",
+        ),
     ]
     configs = set(table.config)
     for a, b, metric, nodes, where in comparisons:

@@ -248,7 +248,9 @@ def test_a_calibrated_rule_reports_its_ece_and_evaluate_reproduces_it(seafloor, 
     extra = ("encoder.freeze=true", "decision.calibration=platt", "decision.min_positives=2")
     trained = train(config_for(seafloor, out, *extra))
     report = trained["calibration"]
-    assert report["method"] == "platt" and {"ece_val_before", "ece_val_after", "ece_test_after"} <= set(report)
+    assert report["method"] == "platt" and {"ece_val_before", "ece_val_after", "ece_test_after"} <= set(
+        report
+    )
     assert report["ece_val_after"] <= report["ece_val_before"]  # fit on val: no worse there
     assert (out / "reliability.png").stat().st_size > 5000
     assert trained["decision"].endswith("platt-calibrated")
