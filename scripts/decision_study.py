@@ -2,7 +2,8 @@
 
 For every run folder given (``seabed-hmc train --out RUN``), reads ``RUN/scores.npz`` (written by
 ``train``; for older runs it is made from ``RUN/best.pt`` with the library's evaluation path), fits each
-policy (``fixed``, ``f1``, ``precision`` 0.8, ``depth``) under each coherence rule (``closure``,
+policy (``fixed``, ``f1`` with 5, 10 and 20 as the fewest positives to fit a node on and with Platt
+calibration, ``precision`` 0.8, ``depth``) under each coherence rule (``closure``,
 ``gated``) on the validation split and scores the test split with
 :func:`seabed_hmc.metrics.decision_metrics`.  A run folder's name is ``CONFIG_sSEED``.
 
@@ -34,6 +35,9 @@ from seabed_hmc.reporting import write_text_atomic
 POLICIES = {
     "fixed": DecisionConfig(policy="fixed"),
     "f1": DecisionConfig(policy="f1"),
+    "f1, min 10": DecisionConfig(policy="f1", min_positives=10),
+    "f1, min 20": DecisionConfig(policy="f1", min_positives=20),
+    "f1, platt": DecisionConfig(policy="f1", calibration="platt"),
     "precision 0.8": DecisionConfig(policy="precision", precision=0.8),
     "depth": DecisionConfig(policy="depth"),
 }

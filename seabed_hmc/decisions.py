@@ -29,7 +29,8 @@ With one threshold for all nodes both rules give the same set as ``probabilities
 probabilities are coherent).  The answer for a sample is its deepest predicted nodes; a sample with no
 evaluated node predicted abstains (:func:`outcomes`).
 
-The thresholds search the fit split's own scores: a threshold ``t`` predicts ``score >= t``.
+The thresholds search the fit split's own scores: a threshold ``t`` predicts ``score >= t``, and sits
+halfway between the lowest score it admits and the next lower score.
 """
 
 from __future__ import annotations
@@ -50,24 +51,38 @@ ABSTAIN = "abstain"
 
 # ---------------------------------------------------------------------------------- one node's search
 def best_f1_threshold(scores: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
-    """(threshold, F1) maximising F1 of ``scores >= threshold`` against ``truth`` over the thresholds
-    at the distinct scores; ties go to the highest threshold.  ``(NEVER, 0.0)`` without positives."""
+    """(threshold, F1) maximising F1 of ``scores >= threshold`` against ``truth``; ``(NEVER, 0.0)``
+    without positives.
+
+    The search runs over the distinct scores (``score >= s``); ties go to the highest.  Every threshold
+    between that score and the next lower one predicts the same on the fit data, and the one returned
+    is their midpoint (:func:`_midway`): placed at a positive's score, the threshold would drop every
+    new positive scored a hair lower (measured on the CCR patches: ``docs/results/decisions.md``)."""
     order, cut_scores, true_positives, predicted = _cuts(scores, truth)
     positives = int(np.count_nonzero(truth))
     if positives == 0 or len(cut_scores) == 0:
         return NEVER, 0.0
     f1 = 2 * true_positives / (predicted + positives)
     best = int(np.flatnonzero(f1 == f1.max())[0])  # cuts run from the highest threshold down
-    return float(cut_scores[best]), float(f1[best])
+    return _midway(cut_scores, best), float(f1[best])
 
 
 def lowest_threshold_with_precision(scores: np.ndarray, truth: np.ndarray, target: float) -> float:
-    """The lowest threshold at a distinct score whose precision is at least ``target``; :data:`NEVER`
-    when no threshold reaches it."""
+    """The lowest threshold whose precision on the fit data is at least ``target`` (searched over the
+    distinct scores, returned midway to the next lower one as in :func:`best_f1_threshold`);
+    :data:`NEVER` when no threshold reaches it."""
     _, cut_scores, true_positives, predicted = _cuts(scores, truth)
     reaching = np.flatnonzero(true_positives / np.maximum(predicted, 1) >= target - 1e-12)
     reaching = reaching[true_positives[reaching] > 0]
-    return float(cut_scores[reaching[-1]]) if len(reaching) else NEVER
+    return _midway(cut_scores, int(reaching[-1])) if len(reaching) else NEVER
+
+
+def _midway(cut_scores: np.ndarray, index: int) -> float:
+    """Halfway between the distinct score at ``index`` and the next lower one (the score itself when
+    it is the lowest): the same predictions on the fit data, the widest margin on both sides."""
+    if index + 1 >= len(cut_scores):
+        return float(cut_scores[index])
+    return float((cut_scores[index] + cut_scores[index + 1]) / 2)
 
 
 def _cuts(scores: np.ndarray, truth: np.ndarray):

@@ -49,7 +49,9 @@ def test_best_f1_threshold_equals_an_exhaustive_search(data):
     rows = exhaustive(scores, truth)
     best = max(row[1] for row in rows)
     assert f1 == pytest.approx(best)
-    assert threshold == max(row[0] for row in rows if row[1] == pytest.approx(best))  # ties: highest
+    chosen = max(row[0] for row in rows if row[1] == pytest.approx(best))  # ties: the highest score
+    assert threshold == midway(scores, chosen)
+    assert np.array_equal(np.array(scores) >= threshold, np.array(scores) >= chosen)  # same on the fit data
 
 
 @given(scores_and_truth, st.sampled_from([0.5, 0.8, 1.0]))
@@ -57,7 +59,13 @@ def test_precision_threshold_equals_an_exhaustive_search(data, target):
     scores, truth = data
     threshold = lowest_threshold_with_precision(np.array(scores), np.array(truth), target)
     reaching = [row[0] for row in exhaustive(scores, truth) if row[2] >= target and row[3] > 0]
-    assert threshold == (min(reaching) if reaching else NEVER)
+    assert threshold == (midway(scores, min(reaching)) if reaching else NEVER)
+
+
+def midway(scores, chosen: float) -> float:
+    """Halfway from the chosen distinct score down to the next lower one (itself when lowest)."""
+    lower = [s for s in set(scores) if s < chosen]
+    return (chosen + max(lower)) / 2 if lower else chosen
 
 
 def coherent(hierarchy: Hierarchy, rng) -> np.ndarray:
