@@ -1,7 +1,8 @@
 """Decision rules re-scored from finished runs: fixed 0.5 against rules fit on validation.
 
-For every run folder given (``seabed-hmc train --out RUN``), reads ``RUN/scores.npz`` (written by
-``train``; for older runs it is made from ``RUN/best.pt`` with the library's evaluation path), fits each
+For every run folder given (``seabed-hmc train --out RUN``, or a folder holding only its
+``scores.npz``), reads ``RUN/scores.npz`` (written by ``train``; for older runs it is made from
+``RUN/best.pt`` with the library's evaluation path), fits each
 policy (``fixed``, ``f1`` with 5, 10 and 20 as the fewest positives to fit a node on and with Platt
 calibration, ``precision`` 0.8, ``depth``) under each coherence rule (``closure``,
 ``gated``) on the validation split and scores the test split with
@@ -11,7 +12,7 @@ Writes ``OUT.csv`` (one row per run, policy and rule) and ``OUT.md`` (means and 
 over seeds; paired Wilcoxon tests over seeds and nodes for the comparisons the issue asks about), and
 prints the markdown.
 
-    python scripts/decision_study.py runs/decisions/ccr/*_s? --out docs/results/decisions_ccr
+    python scripts/decision_study.py docs/results/decisions_ccr/*_s? --out docs/results/decisions_ccr
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from seabed_hmc.config import DecisionConfig
+from seabed_hmc.data.images import ImageDataset
 from seabed_hmc.decisions import fit_configured
 from seabed_hmc.engine.evaluation import SCORES_FILE, load_scores, save_scores, score_split, split_inputs
 from seabed_hmc.engine.inference import load_for_inference
@@ -53,22 +55,23 @@ SHOWN = [
 
 
 def scores_of(run: Path) -> tuple[dict, Hierarchy]:
-    """The run's stored scores and its hierarchy (made from best.pt when the run predates scores.npz)."""
-    model, hierarchy, state, config, cache = load_for_inference(run / "best.pt")
-    if not (run / SCORES_FILE).exists():
+    """The run's stored scores and hierarchy; a run from before ``scores.npz`` stored the hierarchy
+    gets its file made from ``best.pt`` with the library's evaluation path."""
+    scores = load_scores(run / SCORES_FILE) if (run / SCORES_FILE).exists() else None
+    if scores is None or "hierarchy" not in scores:
+        model, hierarchy, state, config, cache = load_for_inference(run / "best.pt")
         data = prepare_data(config.data, config.train.seed)
         _, evaluation = transforms(config, state["normalisation"])
         scored = {}
         for split in ("val", "test"):
             rows = data.splits[split]
             paths = data.table.frame["image"].iloc[rows].tolist()
-            from seabed_hmc.data.images import ImageDataset
-
             dataset = ImageDataset(paths, data.table.targets[rows], data.table.mask[rows], evaluation)
             inputs, _ = split_inputs(model, config, dataset, cache)
             scored[split] = score_split(model, inputs, config, hierarchy, state["train_counts"])
         save_scores(run / SCORES_FILE, scored, state["train_counts"], hierarchy)
-    return load_scores(run / SCORES_FILE), hierarchy
+        scores = load_scores(run / SCORES_FILE)
+    return scores, scores["hierarchy"]
 
 
 def study(runs: list[Path]) -> tuple[pd.DataFrame, dict]:

@@ -256,3 +256,29 @@ def test_a_calibrated_rule_reports_its_ece_and_evaluate_reproduces_it(seafloor, 
     assert trained["decision"].endswith("platt-calibrated")
     evaluated = evaluate_checkpoint(out / "best.pt", seafloor, workers=0)
     assert evaluated["decided"] == trained["test_decided"]
+
+
+def test_scores_npz_holds_what_re_scoring_needs(seafloor, tmp_path):
+    from seabed_hmc.engine.evaluation import load_scores, predict_inputs, split_inputs
+    from seabed_hmc.engine.inference import load_for_inference
+    from seabed_hmc.engine.setup import prepare_data, transforms
+
+    out = tmp_path / "run"
+    train(config_for(seafloor, out, "encoder.freeze=true", "train.epochs=1"))
+    scores = load_scores(out / "scores.npz")
+    model, hierarchy, state, config, cache = load_for_inference(out / "best.pt")
+    assert (
+        scores["hierarchy"] == hierarchy and (scores["train_counts"] == state["train_counts"].numpy()).all()
+    )
+    data = prepare_data(config.data, config.train.seed)
+    rows = data.splits["test"]
+    from seabed_hmc.data.images import ImageDataset
+
+    _, evaluation = transforms(config, state["normalisation"])
+    paths = data.table.frame["image"].iloc[rows].tolist()
+    dataset = ImageDataset(paths, data.table.targets[rows], data.table.mask[rows], evaluation)
+    inputs, _ = split_inputs(model, config, dataset, cache)
+    probabilities, _, _ = predict_inputs(model, inputs, config, hierarchy)
+    stored, targets, mask = scores["test"]
+    assert abs(stored - probabilities.numpy()).max() <= 0.5 / 65535 + 1e-7  # quantised to 1/65535
+    assert (targets == (inputs.targets.numpy() > 0.5)).all() and (mask == (inputs.mask.numpy() > 0.5)).all()

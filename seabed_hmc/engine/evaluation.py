@@ -11,6 +11,7 @@ are batched with the run's batch size and the run's evaluation transform.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -256,9 +257,12 @@ SCORE_STEPS = 65535  # probabilities are stored as round(p * 65535) in uint16: w
 
 def save_scores(path: Path, scored: dict[str, SplitScore], train_counts, hierarchy: Hierarchy) -> None:
     """The splits' probabilities (quantised to uint16), targets and masks, the rare-node counts and the
-    node names, compressed: enough to re-score any decision rule or metric without the model
+    hierarchy, compressed: enough to re-score any decision rule or metric without the model
     (:func:`load_scores`).  Written atomically."""
-    arrays = {"nodes": np.asarray(hierarchy.nodes), "train_counts": np.asarray(train_counts, dtype=np.int64)}
+    arrays = {
+        "hierarchy": np.asarray(json.dumps(hierarchy.to_dict())),
+        "train_counts": np.asarray(train_counts, dtype=np.int64),
+    }
     for split, result in scored.items():
         arrays[f"{split}_probabilities"] = np.rint(result.probabilities.numpy() * SCORE_STEPS).astype(
             np.uint16
@@ -271,10 +275,12 @@ def save_scores(path: Path, scored: dict[str, SplitScore], train_counts, hierarc
 
 
 def load_scores(path: Path) -> dict:
-    """{split: (probabilities float64, targets, mask)} and ``train_counts``, ``nodes`` from
+    """{split: (probabilities float64, targets, mask)}, ``train_counts`` and ``hierarchy`` from
     :func:`save_scores`' file."""
     with np.load(path, allow_pickle=False) as saved:
-        loaded = {"nodes": saved["nodes"].tolist(), "train_counts": saved["train_counts"]}
+        loaded = {"train_counts": saved["train_counts"]}
+        if "hierarchy" in saved:  # files from before the hierarchy was stored have node names only
+            loaded["hierarchy"] = Hierarchy.from_dict(json.loads(str(saved["hierarchy"])), source=str(path))
         for split in ("val", "test"):
             if f"{split}_probabilities" in saved:
                 loaded[split] = (
