@@ -87,6 +87,7 @@ def test_grid_writes_cells_subsets_report_and_resumes(seafloor, tmp_path):
     assert "| random | 0.25 | control | 2 |" in text
     assert "smallest possible two-sided p-value is 0.5" in text
     assert "under the decision rule fit on each cell's validation split" in text
+    assert len(list((out / "cells").rglob("scores.npz"))) == 8  # every cell keeps its probabilities
     assert "node F1, fitted rule" in text and kept["decision"].str.startswith("f1 (fit on val").all()
     for name in ("au_prc_vs_fraction", "rare_node_recall_vs_fraction", "recall_by_depth", "gain_vs_control"):
         assert (out / f"{name}.png").stat().st_size > 1000
