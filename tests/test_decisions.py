@@ -261,3 +261,14 @@ def test_calibrated_probabilities_stay_coherent(hierarchy, seed):
     for node in range(len(hierarchy)):
         for ancestor in hierarchy.ancestors(node):
             assert (calibrated[:, ancestor] >= calibrated[:, node] - 1e-12).all()
+
+
+def test_a_policy_that_does_not_exist_is_refused_where_it_is_written(tmp_path):
+    from seabed_hmc.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"decision.policy \(--set overrides\): 'median' is not one of"):
+        load_config(None, ["decision.policy=median"])
+    config = tmp_path / "run.yaml"
+    config.write_text("decision:\n  rule: top_down\n")
+    with pytest.raises(ConfigError, match=rf"decision.rule in {config}: 'top_down' is not one of"):
+        load_config(config)

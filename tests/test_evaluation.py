@@ -282,3 +282,16 @@ def test_scores_npz_holds_what_re_scoring_needs(seafloor, tmp_path):
     stored, targets, mask = scores["test"]
     assert abs(stored - probabilities.numpy()).max() <= 0.5 / 65535 + 1e-7  # quantised to 1/65535
     assert (targets == (inputs.targets.numpy() > 0.5)).all() and (mask == (inputs.mask.numpy() > 0.5)).all()
+
+
+def test_calibrating_on_labels_outside_the_hierarchy_names_the_row(seafloor, tmp_path, capsys):
+    out = tmp_path / "run"
+    train(config_for(seafloor, out, "encoder.freeze=true", "train.epochs=1"))
+    foreign = seafloor.parent / "foreign.csv"
+    frame = pd.read_csv(seafloor)
+    frame.loc[3, "labels"] = "Substrate > Mud"
+    frame.to_csv(foreign, index=False)
+    assert main(["calibrate", "--checkpoint", str(out / "best.pt"), "--manifest", str(foreign),
+                 "--out", str(tmp_path / "c.pt")]) == 2  # fmt: skip
+    error = capsys.readouterr().err
+    assert "foreign.csv" in error and "row 5" in error and "Substrate > Mud" in error
