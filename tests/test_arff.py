@@ -7,7 +7,6 @@ Synthetic ARFF texts (written to tmp_path) pin behaviour and error messages; the
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -152,7 +151,9 @@ def test_numbers_outside_the_fast_parser_are_still_read(tmp_path: Path) -> None:
     np.testing.assert_array_equal(data.features[1:], read_arff(write(tmp_path / "t.arff", TOY)).features[1:])
 
 
-def test_a_wide_file_is_read_quickly(tmp_path: Path) -> None:
+def test_a_wide_file_with_missing_values_is_read_whole(tmp_path: Path) -> None:
+    """2,000 x 1,000 with 5% missing: every value and every missing one arrives (the speed of this read
+    is measured by scripts/bench_arff.py, not here)."""
     rows, columns = 2000, 1000
     rng = np.random.default_rng(0)
     values = np.round(rng.normal(size=(rows, columns)), 3).astype(str)
@@ -162,14 +163,11 @@ def test_a_wide_file_is_read_quickly(tmp_path: Path) -> None:
     file = write(
         tmp_path / "big.arff", f"@relation big\n{header}@attribute c hierarchical a,a/b\n@data\n{body}\n"
     )
-    start = time.perf_counter()
     data = read_arff(file)
-    seconds = time.perf_counter() - start
     assert data.features.shape == (rows, columns)
-    assert np.isnan(data.features).sum() == (values == "?").sum()
-    assert seconds < 3.0, (
-        f"2,000 x 1,000 took {seconds:.1f} s (about 0.3 s expected; 10,000 x 1,000 about 1.3 s)"
-    )
+    missing = values == "?"
+    assert (np.isnan(data.features) == missing).all()
+    np.testing.assert_allclose(data.features[~missing], values[~missing].astype(float))
 
 
 # ------------------------------------------------------------------ errors
