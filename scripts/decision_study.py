@@ -25,11 +25,10 @@ import numpy as np
 import pandas as pd
 
 from seabed_hmc.config import DecisionConfig
-from seabed_hmc.data.images import ImageDataset
 from seabed_hmc.decisions import fit_configured
-from seabed_hmc.engine.evaluation import SCORES_FILE, load_scores, save_scores, score_split, split_inputs
-from seabed_hmc.engine.inference import load_for_inference
-from seabed_hmc.engine.setup import prepare_data, transforms
+from seabed_hmc.engine.evaluation import SCORES_FILE, load_scores, save_scores
+from seabed_hmc.engine.inference import load_for_inference, score_rows
+from seabed_hmc.engine.setup import prepare_data
 from seabed_hmc.hierarchy import Hierarchy
 from seabed_hmc.metrics import decision_metrics, node_scores, paired_wilcoxon, rare_nodes
 from seabed_hmc.reporting import write_text_atomic
@@ -61,14 +60,10 @@ def scores_of(run: Path) -> tuple[dict, Hierarchy]:
     if scores is None or "hierarchy" not in scores:
         model, hierarchy, state, config, cache = load_for_inference(run / "best.pt")
         data = prepare_data(config.data, config.train.seed)
-        _, evaluation = transforms(config, state["normalisation"])
         scored = {}
         for split in ("val", "test"):
             rows = data.splits[split]
-            paths = data.table.frame["image"].iloc[rows].tolist()
-            dataset = ImageDataset(paths, data.table.targets[rows], data.table.mask[rows], evaluation)
-            inputs, _ = split_inputs(model, config, dataset, cache)
-            scored[split] = score_split(model, inputs, config, hierarchy, state["train_counts"])
+            scored[split], _ = score_rows(model, config, state, cache, hierarchy, data.table, rows, split)
         save_scores(run / SCORES_FILE, scored, state["train_counts"], hierarchy)
         scores = load_scores(run / SCORES_FILE)
     return scores, scores["hierarchy"]

@@ -136,7 +136,11 @@ class Decision:
     ) -> np.ndarray:
         """Bool predictions closed under ancestors, shaped like the coherent ``probabilities`` whose
         ``node_axis`` holds the nodes: (samples, nodes) by default, (nodes, H, W) maps with 0."""
-        scores = np.moveaxis(self.probabilities(probabilities, hierarchy, node_axis), node_axis, 0)
+        return self.decide(self.probabilities(probabilities, hierarchy, node_axis), hierarchy, node_axis)
+
+    def decide(self, probabilities: np.ndarray, hierarchy: Hierarchy, node_axis: int = -1) -> np.ndarray:
+        """:meth:`predict` for probabilities already passed through :meth:`probabilities`."""
+        scores = np.moveaxis(_numpy(probabilities), node_axis, 0)
         if scores.shape[0] != len(self.thresholds):
             raise ValueError(
                 f"the decision has {len(self.thresholds)} node thresholds but the probabilities have "

@@ -19,6 +19,7 @@ Everything is vectorised numpy (no loop over samples), fast for 4,000 nodes x 2,
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -471,8 +472,10 @@ def hierarchical_scores(
 
 
 # ---------------------------------------------------------------------------------------- taxonomy
-def _hops_to_ancestors(hierarchy: Hierarchy) -> list[dict[int, int]]:
-    """Per node, {ancestor (self included): fewest parent links up to it}."""
+@functools.lru_cache(maxsize=8)  # per hierarchy (hashable), not per evaluation: runs call it every epoch
+def _hops_to_ancestors(hierarchy: Hierarchy) -> tuple[list[dict[int, int]], list[int]]:
+    """Per node, {ancestor (self included): fewest parent links up to it}, and the links up to the
+    implicit root above the hierarchy's roots (1 + the fewest to a root)."""
     hops: list[dict[int, int]] = [{} for _ in range(len(hierarchy))]
     for node in hierarchy.topological_order:
         hops[node][node] = 0
@@ -480,7 +483,10 @@ def _hops_to_ancestors(hierarchy: Hierarchy) -> list[dict[int, int]]:
             for ancestor, steps in hops[parent].items():
                 if steps + 1 < hops[node].get(ancestor, math.inf):
                     hops[node][ancestor] = steps + 1
-    return hops
+    to_top = [
+        1 + min(s for a, s in hops[n].items() if not hierarchy.parents[a]) for n in range(len(hierarchy))
+    ]
+    return hops, to_top
 
 
 def taxonomic_distance(
@@ -498,11 +504,7 @@ def taxonomic_distance(
     links through an implicit root above the hierarchy's roots.  Samples without a true node are left
     out; nan when none is left.  Unknown entries (``mask == 0``) are neither true nor predicted.
     """
-    hops = _hops_to_ancestors(hierarchy)
-    depth_to_top = [
-        1 + min(steps for a, steps in hops[n].items() if not hierarchy.parents[a])
-        for n in range(len(hierarchy))
-    ]
+    hops, depth_to_top = _hops_to_ancestors(hierarchy)
     predicted_values, truth_values, known, _ = _prepare(predicted, targets, mask, hierarchy)
     truth = hierarchy.decode(truth_values & known)
     guess = hierarchy.decode(_predictions(predicted_values, known) & known)

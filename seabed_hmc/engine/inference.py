@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm  # not tqdm.auto: it iterates a DataLoader twice (two worker sets)
 
 from seabed_hmc.config import SPLIT_CHOICES, DecisionConfig, RunConfig
-from seabed_hmc.data.images import ImageDataset, collate_skip_bad
+from seabed_hmc.data.images import ImageDataset
 from seabed_hmc.data.manifest import read_manifest
 from seabed_hmc.decisions import (
     ABSTAIN,
@@ -47,10 +46,6 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
 
 
 TRUE_LABELS = "true_labels"  # the manifest's labels in predict's output
-
-
-def _batches(dataset: ImageDataset, batch_size: int, workers: int):
-    return DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_skip_bad)
 
 
 def load_for_inference(
@@ -102,6 +97,22 @@ def resolve_decision(
     if "decision" not in other:
         raise ValueError(f"checkpoint {path} stores no decision rule (written before decisions existed)")
     return Decision.from_record(other["decision"], hierarchy, str(path))
+
+
+def reference_counts(state: dict) -> np.ndarray | None:
+    """The training counts that define a checkpoint's rare nodes (as its run's metrics used them)."""
+    counts = state.get("metric_counts", state.get("train_counts"))
+    return None if counts is None else np.asarray(counts)
+
+
+def score_rows(model, config: RunConfig, state: dict, cache, hierarchy, table, rows, description: str):
+    """``(SplitScore, problems)``: the ``rows`` of an image table scored the way ``train`` scores its
+    splits (the run's evaluation transform, the feature cache of a frozen encoder, its rare nodes)."""
+    _, eval_transform = transforms(config, state["normalisation"])
+    paths = table.frame["image"].iloc[rows].tolist()
+    dataset = ImageDataset(paths, table.targets[rows], table.mask[rows], eval_transform)
+    inputs, problems = split_inputs(model, config, dataset, cache, description=description)
+    return score_split(model, inputs, config, hierarchy, reference_counts(state), problems), problems
 
 
 def select_split(table, split: str, source: str | Path) -> tuple[np.ndarray, str]:
@@ -169,12 +180,8 @@ def evaluate_checkpoint(
             len(rows),
             checkpoint,
         )
-    _, eval_transform = transforms(config, state["normalisation"])
-    dataset = ImageDataset(paths, table.targets[rows], table.mask[rows], eval_transform)
-    inputs, problems = split_inputs(model, config, dataset, cache, description="evaluate features")
-    counts = state.get("metric_counts", state.get("train_counts"))
-    counts = None if counts is None else np.asarray(counts)
-    result = score_split(model, inputs, config, hierarchy, counts, problems)
+    result, problems = score_rows(model, config, state, cache, hierarchy, table, rows, "evaluate features")
+    counts = reference_counts(state)
     if len(result.targets) == 0:
         raise ValueError(f"no image of {manifest} ({scored}) could be read ({len(problems)} failed)")
     rule = resolve_decision(decision, state, hierarchy, checkpoint)
@@ -190,7 +197,7 @@ def evaluate_checkpoint(
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
         train_counts = state.get("train_counts")
         report = result.report(hierarchy, train_counts, config.train.threshold, rule)
         report.to_csv(out / "nodes.csv", index=False)
@@ -304,8 +311,8 @@ def predict_images(
                 for index, reason in failed:
                     lines[index] = [paths[index], *[metadata[index].get(c, "") for c in meta_columns]]
                     lines[index] += ["", described, reason]
-                answers = outcomes(rule.predict(mean, hierarchy), hierarchy)
                 shown = rule.probabilities(mean, hierarchy)  # calibrated when the rule calibrates
+                answers = outcomes(rule.decide(shown, hierarchy), hierarchy)
                 for row, index in enumerate(indices):
                     lines[index] = [paths[index], *[metadata[index].get(c, "") for c in meta_columns]]
                     lines[index] += ["|".join(answers[row]), described, ""]
@@ -364,15 +371,11 @@ def calibrate_checkpoint(
     model.to(resolve_device(device))
     table = read_manifest(manifest, hierarchy=hierarchy, columns=config.data.columns or None)
     rows, scored = select_split(table, split, manifest)
-    _, eval_transform = transforms(config, state["normalisation"])
-    paths = table.frame["image"].iloc[rows].tolist()
-    dataset = ImageDataset(paths, table.targets[rows], table.mask[rows], eval_transform)
-    inputs, problems = split_inputs(model, config, dataset, cache, description="calibrate features")
-    probabilities, _, kept = predict_inputs(model, inputs, config, hierarchy, problems)
-    where = f"{Path(manifest).name}: {scored}, {len(kept)} images"
+    result, _ = score_rows(model, config, state, cache, hierarchy, table, rows, "calibrate features")
+    where = f"{Path(manifest).name}: {scored}, {len(result.targets)} images"
     try:
         decision = fit_configured(
-            settings, probabilities, inputs.targets[kept], inputs.mask[kept], hierarchy, where
+            settings, result.probabilities, result.targets, result.mask, hierarchy, where
         )
     except ValueError as error:
         raise ValueError(f"{manifest}: {error}") from None
