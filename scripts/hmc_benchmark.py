@@ -140,6 +140,8 @@ def run_job(
     replace: bool = False,
     checkpoints: str | None = None,
     checkpoint_every: float = 600.0,
+    scores: str | None = None,
+    device: str = "cpu",
 ) -> dict:
     import torch
 
@@ -148,7 +150,22 @@ def run_job(
     path = None
     if checkpoints is not None:
         path = Path(checkpoints) / checkpoint_name(name, method, seed, heads_for(method, settings), overrides)
-    row = run_one(dataset, method, seed, settings, checkpoint=path, checkpoint_every_s=checkpoint_every)
+    scores_path = None
+    if scores is not None:
+        scores_path = Path(scores) / checkpoint_name(
+            name, method, seed, heads_for(method, settings), overrides
+        )
+        scores_path = scores_path.with_suffix(".npz")
+    row = run_one(
+        dataset,
+        method,
+        seed,
+        settings,
+        checkpoint=path,
+        checkpoint_every_s=checkpoint_every,
+        scores=scores_path,
+        device=device,
+    )
     row["overrides"] = overrides
     if not append_row(Path(out), row, key=KEY, replace=replace):
         print(
@@ -219,6 +236,15 @@ def main() -> None:
     )
     parser.add_argument("--no-checkpoints", action="store_true", help="do not save training states")
     parser.add_argument(
+        "--scores",
+        type=Path,
+        default=None,
+        metavar="FOLDER",
+        help="store each run's test (and held-out fit part's) probabilities there, compressed, named like "
+        "its checkpoint; scripts/hmc_decisions.py re-scores decision rules from them",
+    )
+    parser.add_argument("--device", default="cpu", help="where the heads train: cpu (default) or cuda")
+    parser.add_argument(
         "--status",
         action="store_true",
         help="run nothing: list the runs still to do and how far each one's checkpoint has got",
@@ -272,6 +298,8 @@ def main() -> None:
             args.rerun,
             checkpoints,
             args.checkpoint_every,
+            None if args.scores is None else str(args.scores),
+            args.device,
         )
         for name, method, seed, settings in jobs
     ]

@@ -18,6 +18,7 @@ from seabed_hmc.data import (
     Standardiser,
     available_hmc_datasets,
     load_hmc_dataset,
+    prepare_hmc_fit_splits,
     prepare_hmc_splits,
     read_arff,
 )
@@ -336,6 +337,29 @@ def test_prepare_hmc_splits_merges_train_and_valid_for_funcat_only(tmp_path: Pat
     mean, std = np.nanmean(sizes), np.nanstd(sizes)  # the test row 9.0 is scaled with training statistics
     assert others.x_test[0, 0].item() == pytest.approx((9.0 - mean) / std, rel=1e-5)
     assert torch.equal(others.y_test, diatoms.test.targets)
+
+
+def test_the_fit_part_is_kept_out_of_training_and_scaled_with_training_statistics(
+    tmp_path: Path,
+) -> None:
+    folder = make_benchmarks(tmp_path)
+    funcat = load_hmc_dataset(folder, "toy_FUN")
+    splits, fit = prepare_hmc_fit_splits(funcat)
+    assert fit.source == "valid" and len(fit.x) == len(funcat.valid)
+    assert len(splits.x_train) == len(funcat.train)  # the valid file does not train
+    assert torch.equal(fit.y, funcat.valid.targets)
+    standardiser = Standardiser.fit(funcat.train.features)  # fitted on the training rows only
+    np.testing.assert_allclose(fit.x.numpy(), standardiser.transform(funcat.valid.features), rtol=1e-6)
+
+    diatoms = load_hmc_dataset(folder, "diatoms")  # no valid file: a seeded fifth of train
+    splits, fit = prepare_hmc_fit_splits(diatoms)
+    again, fit_again = prepare_hmc_fit_splits(diatoms)
+    assert len(fit.x) == 1 and len(splits.x_train) == 3 and "20%" in fit.source
+    assert torch.equal(fit.x, fit_again.x) and torch.equal(splits.x_train, again.x_train)  # every run alike
+    # the two parts are the training file, each row once
+    parts = sorted(map(tuple, torch.cat([fit.y, splits.y_train]).tolist()))
+    assert parts == sorted(map(tuple, diatoms.train.targets.tolist()))
+    assert torch.allclose(splits.x_train[:, :2].mean(dim=0), torch.zeros(2), atol=1e-6)  # fit on these rows
 
 
 # ------------------------------------------------------------------ real data

@@ -17,9 +17,11 @@ import yaml
 from seabed_hmc.data import load_hmc_dataset
 from seabed_hmc.engine import TabularCheckpoint, TabularSettings, predict_tabular, train_tabular
 from seabed_hmc.engine.checkpoint import load_checkpoint
+from seabed_hmc.engine.evaluation import load_scores
 from seabed_hmc.engine.hmc_benchmark import METHODS, heads_for, run_one
 from seabed_hmc.hierarchy import Hierarchy
 from seabed_hmc.losses import build_loss
+from seabed_hmc.metrics import micro_average_precision
 from seabed_hmc.models import EnsembleHead
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,6 +176,23 @@ def test_run_one_gives_a_complete_row(toy_data, name):
     assert row["weight_target"] == (
         "negative" if name == "imbalance_neg" else "positive" if "rare" in name else ""
     )
+
+
+def test_a_held_out_run_stores_its_fit_part_and_test_probabilities(toy_data, tmp_path):
+    dataset = load_hmc_dataset(toy_data, "toy_FUN")
+    scores = tmp_path / "run.npz"
+    row = run_one(dataset, "control", seed=0, settings={**SETTINGS, "fit_part": "held_out"}, scores=scores)
+    assert row["train_samples"] == 120 and row["fit_part"] == "valid" and row["fit_samples"] == 40
+    stored = load_scores(scores)
+    assert stored["val"][0].shape == (40, 8) and stored["test"][0].shape == (100, 8)  # 7 nodes and the root
+    assert torch.equal(torch.as_tensor(stored["test"][1]), dataset.test.targets > 0.5)
+    assert stored["hierarchy"].nodes == dataset.hierarchy.nodes
+    # the stored test probabilities give the row's AU(PRC) (quantised to 1/65535)
+    assert micro_average_precision(*stored["test"], stored["hierarchy"]) == pytest.approx(
+        row["au_prc"], abs=1e-3
+    )
+    with pytest.raises(ValueError, match="fit_part 'valid' does not exist; choose from none, held_out"):
+        run_one(dataset, "control", seed=0, settings={**SETTINGS, "fit_part": "valid"})
 
 
 def test_every_method_is_buildable(toy_data):

@@ -19,6 +19,7 @@ from seabed_hmc.data.arff import (
     Standardiser,
     available_hmc_datasets,
     load_hmc_dataset,
+    prepare_hmc_fit_splits,
     prepare_hmc_splits,
     read_arff,
 )
@@ -91,6 +92,7 @@ __all__ = [
     "hros_indices",
     "load_hmc_dataset",
     "load_image",
+    "prepare_hmc_fit_splits",
     "prepare_hmc_splits",
     "read_arff",
     "read_manifest",

@@ -726,3 +726,52 @@ def prepare_hmc_splits(dataset: HMCDataset) -> HMCSplits:
         y_test=dataset.test.targets,
         mask_test=dataset.test.mask,
     )
+
+
+FIT_PARTS = ("none", "held_out")
+FIT_FRACTION = 0.2  # of the training rows, for the sets without a validation file
+
+
+class FitPart(NamedTuple):
+    """Labelled rows kept out of training to fit a decision rule on: features, targets, mask, and
+    where they came from (``"valid"``, or ``"a seeded fifth of train"``)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    mask: torch.Tensor
+    source: str
+
+
+def prepare_hmc_fit_splits(dataset: HMCDataset, fraction: float = FIT_FRACTION) -> tuple[HMCSplits, FitPart]:
+    """The protocol's tensors with a labelled part kept apart for fitting decision rules.
+
+    FunCat and GO keep their validation file apart (the published protocol merges it into training);
+    the others, which have no validation file, keep a fifth of the training rows apart, drawn with a
+    fixed seed so every method and seed of a dataset shares the same part.  The standardiser is fitted
+    on the rows that train, as in :func:`prepare_hmc_splits`.
+    """
+    if dataset.family in ("FUN", "GO") and dataset.valid is not None:
+        train, fit, source = dataset.train, dataset.valid, "valid"
+        x_train, y_train, m_train = train.features, train.targets, train.mask
+        x_fit, y_fit, m_fit = fit.features, fit.targets, fit.mask
+    else:
+        rows = len(dataset.train)
+        order = np.random.default_rng(0).permutation(rows)
+        kept = max(1, round(rows * fraction))
+        if kept >= rows:
+            raise ValueError(f"{dataset.name}: {rows} training rows are too few to keep {fraction:.0%} apart")
+        fit_rows, train_rows = np.sort(order[:kept]), np.sort(order[kept:])
+        source = f"a seeded {fraction:.0%} of train ({kept} rows)"
+        part = dataset.train
+        x_train, y_train, m_train = part.features[train_rows], part.targets[train_rows], part.mask[train_rows]
+        x_fit, y_fit, m_fit = part.features[fit_rows], part.targets[fit_rows], part.mask[fit_rows]
+    standardiser = Standardiser.fit(x_train)
+    splits = HMCSplits(
+        x_train=torch.from_numpy(standardiser.transform(x_train)),
+        y_train=y_train,
+        mask_train=m_train,
+        x_test=torch.from_numpy(standardiser.transform(dataset.test.features)),
+        y_test=dataset.test.targets,
+        mask_test=dataset.test.mask,
+    )
+    return splits, FitPart(torch.from_numpy(standardiser.transform(x_fit)), y_fit, m_fit, source)

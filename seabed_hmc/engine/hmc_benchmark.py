@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seabed_hmc.data.arff import HMCDataset, prepare_hmc_splits
+from seabed_hmc.data.arff import FIT_PARTS, HMCDataset, prepare_hmc_fit_splits, prepare_hmc_splits
 from seabed_hmc.data.oversampling import hros_indices
+from seabed_hmc.engine.evaluation import SplitScore, save_scores
 from seabed_hmc.engine.tabular import TabularCheckpoint, TabularSettings, predict_tabular, train_tabular
 from seabed_hmc.losses import PRESETS, build_loss, node_frequencies
 from seabed_hmc.metrics import evaluate_predictions
@@ -68,6 +69,8 @@ def run_one(
     progress: bool = False,
     checkpoint: Path | None = None,
     checkpoint_every_s: float = 600.0,
+    scores: Path | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Train and evaluate one (dataset, method, seed); returns a flat, CSV-ready row.
 
@@ -76,10 +79,25 @@ def run_one(
     from which a killed run resumes (bit for bit); the caller removes it once the row is safe.  The
     row's ``seconds`` then add the training time of the earlier pieces, and ``resumed_from_epoch``
     says where the last piece began (0: one piece).
+
+    ``settings["fit_part"]``: ``"none"`` (the published protocol) or ``"held_out"``: a labelled part is
+    kept out of training (:func:`~seabed_hmc.data.arff.prepare_hmc_fit_splits`) so a decision rule can
+    be fit on it.  ``scores``: a file where the test probabilities (and the fit part's, when there is
+    one) are stored, quantised and compressed (:func:`~seabed_hmc.engine.evaluation.save_scores`), so
+    decision rules and metrics are re-scored without training again.  ``device``: where the heads train
+    (``"cuda"`` on a GPU machine; the shuffle stays on the CPU, so the batches are the same).
     """
     spec = method(method_name)
     start = time.perf_counter()
-    x_train, y_train, mask_train, x_test, y_test, mask_test = prepare_hmc_splits(dataset)
+    fit_part = settings.get("fit_part", "none")
+    if fit_part not in FIT_PARTS:
+        raise ValueError(f"fit_part {fit_part!r} does not exist; choose from {', '.join(FIT_PARTS)}")
+    fit = None
+    if fit_part == "held_out":
+        splits, fit = prepare_hmc_fit_splits(dataset)
+    else:
+        splits = prepare_hmc_splits(dataset)
+    x_train, y_train, mask_train, x_test, y_test, mask_test = splits
     hierarchy = dataset.hierarchy
     heads = heads_for(method_name, settings)
     loss_fn = build_loss(
@@ -121,10 +139,18 @@ def run_one(
             default=str,
         )
         saver = TabularCheckpoint(checkpoint, fingerprint, every_s=checkpoint_every_s)
-    model = train_tabular(x_train, y_train, mask_train, loss_fn, tabular, seed, indices, progress, saver)
+    model = train_tabular(
+        x_train, y_train, mask_train, loss_fn, tabular, seed, indices, progress, saver, device=device
+    )
     probabilities, _ = predict_tabular(model, x_test, hierarchy)
     # rare nodes are chosen from the ORIGINAL training split, the same for every method
     train_counts, _ = node_frequencies(hierarchy, y_train, mask_train)
+    if scores is not None:
+        scored = {"test": SplitScore({}, probabilities, y_test, mask_test)}
+        if fit is not None:
+            scored["val"] = SplitScore({}, predict_tabular(model, fit.x, hierarchy)[0], fit.y, fit.mask)
+        Path(scores).parent.mkdir(parents=True, exist_ok=True)
+        save_scores(Path(scores), scored, train_counts, hierarchy)
     scores = evaluate_predictions(probabilities, y_test, mask_test, hierarchy, train_counts=train_counts)
     row: dict[str, Any] = {
         "dataset": dataset.name,
@@ -138,6 +164,9 @@ def run_one(
         "train_samples": len(x_train) if indices is None else len(indices),
         "test_samples": len(x_test),
         "evaluated_nodes": int(hierarchy.evaluated.sum()),
+        "fit_part": fit.source if fit is not None else "",
+        "fit_samples": len(fit.x) if fit is not None else 0,
+        "device": str(device),
     }
     row.update({key: value for key, value in scores.items() if "_depth_" not in key})
     for prefix in ("recall_depth_", "recall_supported_depth_"):

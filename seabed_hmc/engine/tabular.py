@@ -102,6 +102,7 @@ def train_tabular(
     sample_indices: np.ndarray | None = None,
     progress: bool = False,
     checkpoint: TabularCheckpoint | None = None,
+    device: str | torch.device = "cpu",
 ) -> EnsembleHead:
     """Train an :class:`EnsembleHead` on (samples, F) features and (samples, nodes) targets.
 
@@ -112,6 +113,9 @@ def train_tabular(
         seed: seeds the initialisation, the shuffles and dropout.
         checkpoint: save the training state there now and then, and resume from it when it holds
             an unfinished piece of this same run (see :class:`TabularCheckpoint`).
+        device: where the model, data and loss live.  The shuffle's generator stays on the CPU, so
+            the batches do not depend on the device; dropout draws from the device's generator (a
+            resumed CUDA run is therefore not bit for bit the unbroken one).
     """
     started = time.perf_counter()
     keep_freed_memory()  # small batches: avoid page-faulting gradient buffers back in every step
@@ -130,6 +134,11 @@ def train_tabular(
         weight_decay=settings.optimiser_weight_decay,
         fused=True,
     )
+    device = torch.device(device)
+    model.to(device)
+    loss_fn = loss_fn.to(device)
+    features, targets = features.to(device), targets.to(device)
+    mask = None if mask is None else mask.to(device)
     order = torch.Generator().manual_seed(seed)
     rows = torch.arange(len(features)) if sample_indices is None else torch.as_tensor(sample_indices)
     first_epoch = 0
@@ -146,7 +155,8 @@ def train_tabular(
     model.train()
     epochs = tqdm(range(first_epoch, settings.epochs), desc="epochs", disable=not progress, leave=False)
     for epoch in epochs:
-        for batch in rows[torch.randperm(len(rows), generator=order)].split(settings.batch_size):
+        shuffled = rows[torch.randperm(len(rows), generator=order)].to(device)
+        for batch in shuffled.split(settings.batch_size):
             optimiser.zero_grad(set_to_none=True)
             logits = model(features[batch])
             loss = loss_fn(logits, targets[batch], None if mask is None else mask[batch])
@@ -172,11 +182,12 @@ def train_tabular(
 def predict_tabular(
     model: EnsembleHead, features: torch.Tensor, hierarchy: Hierarchy, batch_size: int = 512
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Coherent ensemble probabilities and the spread across heads, each (samples, nodes)."""
+    """Coherent ensemble probabilities and the spread across heads, each (samples, nodes), on the CPU."""
     model.eval()
+    device = next(model.parameters()).device
     means, spreads = [], []
     for chunk in features.split(batch_size):
-        mean, spread = ensemble_probabilities(model(chunk), hierarchy)
-        means.append(mean)
-        spreads.append(spread)
+        mean, spread = ensemble_probabilities(model(chunk.to(device)), hierarchy)
+        means.append(mean.cpu())
+        spreads.append(spread.cpu())
     return torch.cat(means), torch.cat(spreads)
