@@ -35,8 +35,8 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
+from seabed_hmc.config import ConfigError, parse_override, read_yaml
 from seabed_hmc.data.arff import available_hmc_datasets, load_hmc_dataset
 from seabed_hmc.engine.checkpoint import CheckpointError, load_checkpoint
 from seabed_hmc.engine.hmc_benchmark import METHODS, heads_for, run_one
@@ -55,7 +55,7 @@ GROUPS = {
 
 def load_config(path: Path) -> dict:
     with open(path) as handle:
-        config = yaml.safe_load(handle)
+        config = read_yaml(handle)
     for key in ("defaults", "datasets"):
         if key not in (config or {}):
             raise SystemExit(f"{path}: missing top-level key {key!r}")
@@ -79,19 +79,14 @@ def dataset_settings(config: dict, name: str, heads: int | None, overrides: dict
 
 
 def parse_overrides(pairs: list[str]) -> dict:
-    """``["weight_decay=2e-6", ...]`` as a dict; values parsed as YAML scalars (numbers stay numbers)."""
+    """``["weight_decay=2e-6", ...]`` as a dict, each value read as the run config's ``--set`` reads it."""
     overrides = {}
     for pair in pairs:
-        key, equals, text = pair.partition("=")
-        if not equals or not key.strip():
-            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE, e.g. --set weight_decay=2e-6")
-        value = yaml.safe_load(text)
-        if isinstance(value, str):  # YAML 1.1 reads 2e-6 (no decimal point) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        overrides[key.strip()] = value
+        try:
+            key, value = parse_override(pair, example="weight_decay=2e-6")
+        except ConfigError as error:
+            raise SystemExit(str(error)) from None
+        overrides[key] = value
     return overrides
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from seabed_hmc.config import read_yaml
 from seabed_hmc.reporting import (
     compare_pairs,
     compare_to_control,
@@ -272,7 +272,7 @@ def main() -> None:
     args = parser.parse_args()
     runs = pd.read_csv(args.runs, dtype={"overrides": str})
     runs["overrides"] = runs.overrides.fillna("") if "overrides" in runs else ""
-    config = yaml.safe_load(args.config.read_text())
+    config = read_yaml(args.config.read_text())
     published = config["published_au_prc"]
     runs = ordered(runs, list(config.get("datasets", published)))
     everything, runs = runs, runs[runs.overrides == ""]  # the tables below use the config's settings

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
+from seabed_hmc.config import read_yaml
 from seabed_hmc.metrics import holm_bonferroni, paired_wilcoxon
 from seabed_hmc.reporting import (
     compare_to_control,
@@ -395,10 +397,8 @@ def write_report(out: str | Path, control: str = "control", config_text: str | N
 
 def _expected_cells(config_text: str) -> int | None:
     """Cells in the whole grid (from the grid config written beside the results), if known."""
-    import yaml
-
     try:
-        grid = yaml.safe_load(config_text) or {}
+        grid = read_yaml(config_text) or {}
         levels = grid["subsets"].get("fractions") or grid["subsets"].get("per_leaf")
         return len(levels) * len(grid["configurations"]) * len(grid["encoders"]) * len(grid["seeds"])
     except (yaml.YAMLError, KeyError, TypeError, AttributeError):

@@ -1,30 +1,80 @@
 """Typed run configuration: dataclasses loaded from YAML, with ``--set key=value`` overrides.
 
 A config is the complete record of a run; the resolved config is saved beside the results.  Unknown
-keys and values of the wrong type are errors naming the key (dotted, e.g. ``train.epochs``) and the
-file.  YAML is read with the safe loader only.
+keys, values of the wrong type and choices that do not exist (a ``Literal`` field) are errors naming
+the key (dotted, e.g. ``train.epochs``), the file and the valid values, raised when the config loads,
+before any data is read.  YAML is read with the safe loader and YAML 1.2 numbers (:func:`read_yaml`):
+``1e-4`` is a float, as a user means it, not the string YAML 1.1 makes of it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Literal
 
 import yaml
 
 SPLIT_CHOICES = ("test", "val", "train", "all")  # what ``evaluate --split`` scores
-DECISION_POLICIES = ("fixed", "f1", "precision", "depth")  # seabed_hmc.decisions
-DECISION_RULES = ("closure", "gated")
-CALIBRATION_METHODS = ("none", "temperature", "platt")  # seabed_hmc.calibration
+# The choice fields.  Each list is the library's own registry, restated here so that the config (the
+# lowest layer) imports nothing above it; tests/test_config.py checks that each equals its registry.
+LossName = Literal["control", "imbalance", "focal", "rare_node", "flat"]  # losses.PRESETS
+UncertaintyMode = Literal["bbma", "predictive", "aleatoric", "epistemic", "epistemic_kl", "gmu"]
+WeightTarget = Literal["positive", "negative"]  # losses.objective.WEIGHT_TARGETS
+FrequencyMode = Literal["exact", "propagated"]  # losses.FREQUENCY_MODES
+Reduction = Literal["mean", "sum"]  # losses.objective.REDUCTIONS
+Optimizer = Literal["adamw", "adam"]
+Scheduler = Literal["cosine", "none"]
+Normalisation = Literal["encoder", "dataset"]
+OnDuplicate = Literal["error", "merge"]  # data.manifest.read_manifest
+# validation metrics where higher is better (metrics.evaluate_predictions' keys)
+SelectionMetric = Literal[
+    "au_prc",
+    "rare_node_ap",
+    "f1_all",
+    "f1_supported",
+    "hierarchical_f1",
+    "rare_node_recall",
+    "rare_node_f1",
+    "recall_all",
+]
+DecisionPolicy = Literal["fixed", "f1", "precision", "depth"]  # seabed_hmc.decisions
+DecisionRule = Literal["closure", "gated"]
+CalibrationMethod = Literal["none", "temperature", "platt"]  # seabed_hmc.calibration
+DECISION_POLICIES = typing.get_args(DecisionPolicy)
+DECISION_RULES = typing.get_args(DecisionRule)
+CALIBRATION_METHODS = typing.get_args(CalibrationMethod)
 
 
 class ConfigError(ValueError):
     """A configuration file or override is invalid."""
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """The safe loader with YAML 1.2's floats: ``1e-4``, ``2E5`` and ``.5`` are numbers (YAML 1.1, which
+    PyYAML implements, needs a dot and a signed exponent: ``1.0e-4``)."""
+
+
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def read_yaml(stream: str | IO) -> Any:
+    """YAML text or an open file as Python values: the safe loader, YAML 1.2 numbers.  The one YAML
+    reader of configs, ``--set`` values and study settings."""
+    return yaml.load(stream, Loader=_Yaml12Loader)  # noqa: S506 (a SafeLoader subclass)
 
 
 @dataclass
@@ -37,11 +87,11 @@ class DataConfig:
     hierarchy: str | None = None  # a hierarchy file; default: from the manifest's labels or the folders
     columns: dict[str, str] = field(default_factory=dict)  # manifest column renames, e.g. {image: path}
     allow_outside_root: bool = False
-    on_duplicate: str = "error"  # an image listed twice: "error", or "merge" its rows (read_manifest)
+    on_duplicate: OnDuplicate = "error"  # an image listed twice: "error", or "merge" its rows (read_manifest)
     image_size: int | None = None  # default: the encoder's input size
     train_transforms: list[dict[str, Any]] | None = None  # albumentations entries; None = the defaults
     eval_transforms: list[dict[str, Any]] | None = None
-    normalisation: str = "encoder"  # "encoder" (pretrained mean/std) or "dataset" (computed)
+    normalisation: Normalisation = "encoder"  # "encoder" (pretrained mean/std) or "dataset" (computed)
     mean: list[float] | None = None  # explicit statistics override normalisation
     std: list[float] | None = None
     validation_fraction: float = 0.15  # used when the manifest has no split column
@@ -75,38 +125,36 @@ class HeadConfig:
 
 @dataclass
 class LossConfig:
-    name: str = "rare_node"  # control | imbalance | focal | rare_node | flat
-    uncertainty: str | None = None  # None: the preset's (bbma); bbma predictive aleatoric epistemic ...
-    weight_target: str = "positive"
+    name: LossName = "rare_node"
+    uncertainty: UncertaintyMode | None = None  # None: the preset's (bbma)
+    weight_target: WeightTarget = "positive"
     omega: float = 0.25
-    frequency: str = "exact"
+    frequency: FrequencyMode = "exact"
     focal_min: float = 0.25
     k: float = 1.0
-    reduction: str = "mean"
+    reduction: Reduction = "mean"
 
 
 @dataclass
 class TrainConfig:
     epochs: int = 20
     batch_size: int = 32
-    optimizer: str = "adamw"  # adamw | adam (adam: the heads' L2 is weight_decay / heads, engine/train.py)
+    optimizer: Optimizer = "adamw"  # adam: the heads' L2 is weight_decay / heads, engine/train.py)
     learning_rate: float = 1e-3
     encoder_learning_rate: float | None = None  # default: learning_rate / 10 for a trainable encoder
     weight_decay: float = 1e-4
-    scheduler: str = "cosine"  # cosine | none
+    scheduler: Scheduler = "cosine"
     seed: int = 0
     deterministic: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N (engine/device.py; auto: a GPU if torch sees one)
     channels_last: bool = True
-    bf16: bool | str = (
-        "auto"  # auto | true | false: bf16 autocast of the encoder (true only if the CPU has it)
-    )
+    bf16: bool | Literal["auto"] = "auto"  # bf16 autocast of the encoder (auto: where the CPU has it)
     feature_cache: bool = True  # frozen encoders: compute features once
     cache_dir: str | None = None  # default: $SEABED_HMC_CACHE or ~/.cache/seabed_hmc/features (shared)
     augmented_views: int = 0  # frozen + cache: augmented views per training image (0 = eval transform)
     # write last.pt (to resume) and best.pt at most this often, and at the end; 0 = every epoch
     checkpoint_minutes: float = 1.0
-    selection_metric: str = "au_prc"
+    selection_metric: SelectionMetric = "au_prc"
     threshold: float = 0.5
     progress: bool = True
 
@@ -116,13 +164,13 @@ class DecisionConfig:
     """How probabilities become predictions (seabed_hmc/decisions.py): fit on the validation split after
     training and stored in the checkpoint; ``seabed-hmc calibrate`` refits it on any labelled manifest."""
 
-    policy: str = field(default="f1", metadata={"choices": DECISION_POLICIES})
+    policy: DecisionPolicy = "f1"
     precision: float = 0.8  # the precision policy's target
     min_positives: int = 5  # fewer validation positives: the node borrows its depth's threshold
-    rule: str = field(default="closure", metadata={"choices": DECISION_RULES})
+    rule: DecisionRule = "closure"
     threshold: float = 0.5  # the fixed policy's
     # per-node probability calibration fit on validation before the thresholds (reliability.png)
-    calibration: str = field(default="none", metadata={"choices": CALIBRATION_METHODS})
+    calibration: CalibrationMethod = "none"
 
 
 @dataclass
@@ -138,6 +186,11 @@ class RunConfig:
 
 # ---------------------------------------------------------------------------------------- conversion
 def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(option) for option in typing.get_args(annotation))
+    if origin is Literal:
+        return " or ".join(repr(choice) for choice in typing.get_args(annotation))
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
@@ -160,6 +213,13 @@ def _convert(value: Any, annotation: Any, key: str, where: str) -> Any:
             except ConfigError as error:
                 errors.append(error)
         raise ConfigError(f"{key}{where}: expected {_type_name(annotation)}, got {value!r}")
+    if origin is Literal:
+        choices = typing.get_args(annotation)
+        if value in choices and type(value) in {type(choice) for choice in choices}:
+            return value
+        close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"{key}{where}: {value!r} is not one of {list(choices)}{hint}")
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}{where}: expected a mapping of settings, got {value!r}")
@@ -202,12 +262,6 @@ def _build(cls: type, values: dict, prefix: str, where: str) -> Any:
         hint = f"; did you mean {close}?" if close else f"; known keys: {names}"
         raise ConfigError(f"unknown key {_join(prefix, key)!r}{where}{hint}")
     converted = {name: _convert(values[name], hints[name], _join(prefix, name), where) for name in values}
-    for item in dataclasses.fields(cls):
-        choices = item.metadata.get("choices")
-        if choices and item.name in converted and converted[item.name] not in choices:
-            raise ConfigError(
-                f"{_join(prefix, item.name)}{where}: {converted[item.name]!r} is not one of {list(choices)}"
-            )
     return cls(**converted)
 
 
@@ -225,12 +279,13 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def parse_override(text: str) -> tuple[str, Any]:
-    """``"train.epochs=5"`` -> ("train.epochs", 5); the value is read as YAML (numbers, lists, null)."""
-    if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected key=value, e.g. train.epochs=5")
+def parse_override(text: str, example: str = "train.epochs=5") -> tuple[str, Any]:
+    """``"train.epochs=5"`` -> ("train.epochs", 5); the value is read as YAML 1.2 (numbers, lists, null).
+    The one ``--set`` parser (run configs and the studies' settings)."""
+    if "=" not in text or not text.split("=", 1)[0].strip():
+        raise ConfigError(f"--set {text!r}: expected key=value, e.g. {example}")
     key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+    return key.strip(), read_yaml(raw) if raw.strip() else ""
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
@@ -244,7 +299,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raise FileNotFoundError(f"config file {path} does not exist")
         with open(path, encoding="utf-8") as handle:
             try:
-                tree = yaml.safe_load(handle) or {}
+                tree = read_yaml(handle) or {}
             except yaml.YAMLError as error:
                 raise ConfigError(f"{path} is not valid YAML: {error}") from None
         if not isinstance(tree, dict):

@@ -101,19 +101,30 @@ def test_changed_settings_are_not_silently_reused(seafloor, tmp_path):
         run_ablation(load_ablation_config(changed), out, progress=False)
 
 
+# a valid config whose loss fails at its first step (gmu needs an ensemble)
+BREAKS_IN_TRAINING = ["loss.name=rare_node", "loss.uncertainty=gmu", "head.heads=1"]
+
+
+def test_a_choice_that_does_not_exist_stops_the_grid_before_any_cell(seafloor, tmp_path):
+    path = grid(tmp_path, seafloor, configurations={"control": ["loss.name=rare-node"]})
+    with pytest.raises(ConfigError, match=r"loss.name .*configuration control.*did you mean 'rare_node'"):
+        run_ablation(load_ablation_config(path), tmp_path / "out", progress=False)
+    assert not (tmp_path / "out" / "cells").exists()
+
+
 def test_a_failing_cell_is_recorded_and_the_grid_goes_on(seafloor, tmp_path):
     path = grid(
         tmp_path,
         seafloor,
         seeds=[0],
         subsets={"fractions": [1.0]},
-        configurations={"control": ["loss.name=control"], "broken": ["loss.name=no_such_loss"]},
+        configurations={"control": ["loss.name=control"], "broken": BREAKS_IN_TRAINING},
     )
     out = tmp_path / "out"
     results = run_ablation(load_ablation_config(path), out, progress=False)
     assert list(results["configuration"]) == ["control"]
     failed = pd.read_csv(out / "failed.csv")
-    assert list(failed["configuration"]) == ["broken"] and "no_such_loss" in failed["error"].iloc[0]
+    assert list(failed["configuration"]) == ["broken"] and "needs at least 2 heads" in failed["error"].iloc[0]
 
 
 def test_per_leaf_mode(seafloor, tmp_path):
@@ -232,7 +243,7 @@ def test_cli_ablate_and_report_only(seafloor, tmp_path, capsys):
 
 
 def test_a_grid_whose_first_cells_all_fail_stops(seafloor, tmp_path):
-    path = grid(tmp_path, seafloor, configurations={"control": ["loss.name=no_such_loss"]})
+    path = grid(tmp_path, seafloor, configurations={"control": BREAKS_IN_TRAINING})
     with pytest.raises(RuntimeError, match="first 3 cells all failed"):
         run_ablation(load_ablation_config(path), tmp_path / "out", progress=False)
     assert len(pd.read_csv(tmp_path / "out" / "failed.csv")) == 3

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
+import numpy as np
 import pytest
 import yaml
 
 from seabed_hmc.config import (
     ConfigError,
+    FrequencyMode,
+    LossName,
+    OnDuplicate,
+    Reduction,
     RunConfig,
+    SelectionMetric,
+    UncertaintyMode,
+    WeightTarget,
     config_from_dict,
     config_to_dict,
     load_config,
     parse_override,
+    read_yaml,
     save_config,
 )
+from seabed_hmc.hierarchy import Hierarchy
 
 
 def write(tmp_path, tree) -> str:
@@ -84,3 +96,57 @@ def test_yaml_is_read_safely(tmp_path):
     path.write_text("out: !!python/object/apply:os.system ['echo hacked']\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(path)
+
+
+def test_yaml_1_2_numbers_in_files_and_overrides(tmp_path):
+    """``1e-4`` is a float wherever a user writes it (YAML 1.1 would make it the string '1e-4')."""
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  learning_rate: 1e-4\n  weight_decay: 5E-6\nhead:\n  dropout: .5\n")
+    config = load_config(path, ["train.encoder_learning_rate=2e-5"])
+    assert (config.train.learning_rate, config.train.weight_decay) == (1e-4, 5e-6)
+    assert (config.head.dropout, config.train.encoder_learning_rate) == (0.5, 2e-5)
+    assert read_yaml("a: 1e\nb: 1.5.2\nc: 10\nd: .inf") == {
+        "a": "1e",
+        "b": "1.5.2",
+        "c": 10,
+        "d": float("inf"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [
+        (
+            "loss.uncertainty=bmma",
+            r"loss.uncertainty \(--set overrides\): 'bmma' is not one of .*did you mean 'bbma'",
+        ),
+        (
+            "loss.name=rare-node",
+            r"loss.name .*'rare-node' is not one of \['control'.*did you mean 'rare_node'",
+        ),
+        ("train.selection_metric=auprc", r"train.selection_metric .*not one of .*did you mean 'au_prc'"),
+        ("train.optimizer=sgd", r"train.optimizer .*'sgd' is not one of \['adamw', 'adam'\]"),
+        ("train.bf16=maybe", r"train.bf16 .*expected bool or 'auto', got 'maybe'"),
+        ("data.on_duplicate=ignore", r"data.on_duplicate .*'ignore' is not one of \['error', 'merge'\]"),
+    ],
+)
+def test_a_choice_that_does_not_exist_fails_when_the_config_loads(override, words):
+    with pytest.raises(ConfigError, match=words):
+        load_config(None, [override])
+
+
+def test_the_config_choices_are_the_library_registries():
+    """config.py restates each registry (it imports nothing above it); they must stay equal."""
+    from seabed_hmc.data.manifest import _ON_DUPLICATE
+    from seabed_hmc.losses import FREQUENCY_MODES, PRESETS, UNCERTAINTY_MODES
+    from seabed_hmc.losses.objective import REDUCTIONS, WEIGHT_TARGETS
+    from seabed_hmc.metrics import evaluate_predictions
+
+    assert set(get_args(LossName)) == set(PRESETS)
+    assert set(get_args(UncertaintyMode)) == set(UNCERTAINTY_MODES)
+    assert get_args(FrequencyMode) == tuple(FREQUENCY_MODES)
+    assert get_args(WeightTarget) == tuple(WEIGHT_TARGETS) and get_args(Reduction) == tuple(REDUCTIONS)
+    assert set(get_args(OnDuplicate)) == set(_ON_DUPLICATE)
+    hierarchy = Hierarchy.from_paths(["a > b", "a > c"], sep=" > ")
+    scores = evaluate_predictions(np.full((2, 3), 0.5), np.ones((2, 3)), None, hierarchy, np.ones(3))
+    assert set(get_args(SelectionMetric)) <= set(scores)

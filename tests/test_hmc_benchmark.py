@@ -236,7 +236,7 @@ def test_script_appends_rows_and_resumes(toy_data, tmp_path):
     table = pd.read_csv(out, dtype={"overrides": str})
     assert table.overrides.fillna("").tolist() == ["", "", "", "", "weight_decay=0.001"]
     assert "0 runs to do, 1 already" in subprocess.run(changed, capture_output=True, text=True).stdout
-    for bad, message in (("nonsense=1", "no setting 'nonsense'"), ("weight_decay", "expected KEY=VALUE")):
+    for bad, message in (("nonsense=1", "no setting 'nonsense'"), ("weight_decay", "expected key=value")):
         refused = subprocess.run([*changed[:-1], bad], capture_output=True, text=True)
         assert refused.returncode != 0 and message in refused.stderr
     # --rerun makes a finished run again and replaces its row in place; a changed AU(PRC) is reported

@@ -167,9 +167,11 @@ def test_cli_train_predict_and_errors(seafloor, tmp_path, capsys):
     )
     out = tmp_path / "cli"
     settings = ["encoder.input_size=32", "train.epochs=1", "train.progress=false", "loss.name=control"]
+    settings.append("train.learning_rate=1e-4")  # YAML 1.2: a float, not the string YAML 1.1 makes
     args = ["train", "--config", str(config), "--out", str(out)]
     assert main([*args, *[x for s in settings for x in ("--set", s)]]) == 0
     assert json.loads(capsys.readouterr().out)["out"] == str(out)
+    assert load_checkpoint(out / "best.pt")["config"]["train"]["learning_rate"] == 1e-4
     assert main(["predict", "--checkpoint", str(out / "best.pt"), "--images", str(seafloor.parent / "images"),
                  "--out", str(tmp_path / "p.csv"), "--workers", "0"]) == 0  # fmt: skip
     assert len(pd.read_csv(tmp_path / "p.csv")) == 40

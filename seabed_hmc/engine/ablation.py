@@ -51,6 +51,7 @@ from seabed_hmc.config import (
     config_from_dict,
     config_to_dict,
     parse_override,
+    read_yaml,
 )
 from seabed_hmc.data.subsets import Subsets, fraction_subsets, per_leaf_subsets
 from seabed_hmc.engine.setup import PreparedData, prepare_data
@@ -98,7 +99,7 @@ def load_ablation_config(path: str | Path, overrides: list[str] | tuple[str, ...
     if not path.exists():
         raise FileNotFoundError(f"ablation config {path} does not exist")
     try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        tree = read_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {error}") from None
     if not isinstance(tree, dict):
@@ -143,7 +144,7 @@ def _base_tree(config: AblationConfig) -> dict:
     candidates = [Path(config.source).parent / run, Path(run)]
     for candidate in candidates:
         if candidate.exists():
-            tree = yaml.safe_load(candidate.read_text(encoding="utf-8")) or {}
+            tree = read_yaml(candidate.read_text(encoding="utf-8")) or {}
             if not isinstance(tree, dict):
                 raise ConfigError(f"{candidate}: the top level must be a mapping of sections")
             return tree
