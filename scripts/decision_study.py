@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from seabed_hmc.atomic import write_text_atomic
 from seabed_hmc.config import DecisionConfig
 from seabed_hmc.decisions import fit_configured
 from seabed_hmc.engine.evaluation import SCORES_FILE, load_scores, save_scores
@@ -31,7 +32,6 @@ from seabed_hmc.engine.inference import load_for_inference, score_rows
 from seabed_hmc.engine.setup import prepare_data
 from seabed_hmc.hierarchy import Hierarchy
 from seabed_hmc.metrics import decision_metrics, node_scores, paired_wilcoxon, rare_nodes
-from seabed_hmc.reporting import write_text_atomic
 
 POLICIES = {
     "fixed": DecisionConfig(policy="fixed"),

@@ -23,11 +23,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from seabed_hmc.atomic import write_text_atomic
 from seabed_hmc.config import DecisionConfig
 from seabed_hmc.decisions import fit_configured
 from seabed_hmc.engine.evaluation import load_scores
 from seabed_hmc.metrics import decision_metrics, micro_average_precision, rare_node_average_precision
-from seabed_hmc.reporting import markdown_table, write_text_atomic
+from seabed_hmc.reporting import markdown_table
 
 POLICIES = {
     "fixed": DecisionConfig(policy="fixed"),

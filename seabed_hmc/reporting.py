@@ -8,13 +8,13 @@ from __future__ import annotations
 import fcntl
 import json
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from seabed_hmc.atomic import atomic_path, write_text_atomic
 from seabed_hmc.metrics import holm_bonferroni, paired_wilcoxon
 
 START, END = "<!-- tables:start -->", "<!-- tables:end -->"
@@ -165,9 +165,8 @@ def append_row(path: Path, row: dict, key: Sequence[str] | None = None, replace:
             table = pd.concat([rest.iloc[: same[0]], new, rest.iloc[same[0] :]], ignore_index=True)
         else:
             table = pd.concat([table, new], ignore_index=True)
-        temporary = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-        table.to_csv(temporary, index=False)
-        os.replace(temporary, path)
+        with atomic_path(path) as temporary:
+            table.to_csv(temporary, index=False)
     return True
 
 
@@ -178,11 +177,3 @@ def _key_text(value) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a text file under a temporary name and rename it into place."""
-    path = Path(path)
-    temporary = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    temporary.write_text(text)
-    os.replace(temporary, path)

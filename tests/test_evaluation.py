@@ -127,11 +127,12 @@ def test_a_failed_run_says_so_and_a_rerun_is_not_confused(seafloor, tmp_path):
     train(config_for(seafloor, out, "encoder.freeze=true", "train.epochs=1"))
     status = json.loads((out / "status.json").read_text())
     assert status["status"] == "finished" and status["command"] and status["ended"]
-    broken = config_for(seafloor, out, "encoder.freeze=true", "loss.name=rare_node", "loss.uncertainty=nope")
-    with pytest.raises(ValueError, match="nope"):
+    # a valid config that fails in training: gmu needs an ensemble
+    broken = config_for(seafloor, out, "encoder.freeze=true", "loss.uncertainty=gmu", "head.heads=1")
+    with pytest.raises(ValueError, match="needs at least 2 heads"):
         train(broken)
     status = json.loads((out / "status.json").read_text())
-    assert status["status"] == "failed" and "nope" in status["error"]
+    assert status["status"] == "failed" and "needs at least 2 heads" in status["error"]
     assert not (out / "metrics.json").exists() and not (out / "nodes.csv").exists()  # no stale reports
     train(config_for(seafloor, out, "encoder.freeze=true", "train.epochs=1"))
     assert json.loads((out / "status.json").read_text())["status"] == "finished"

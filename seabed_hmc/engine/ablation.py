@@ -43,6 +43,7 @@ import pandas as pd
 import yaml
 from tqdm import tqdm  # not tqdm.auto: it iterates a DataLoader twice (two worker sets)
 
+from seabed_hmc.atomic import write_text_atomic
 from seabed_hmc.config import (
     ConfigError,
     RunConfig,
@@ -56,7 +57,7 @@ from seabed_hmc.config import (
 from seabed_hmc.data.subsets import Subsets, fraction_subsets, per_leaf_subsets
 from seabed_hmc.engine.setup import PreparedData, prepare_data
 from seabed_hmc.losses import node_frequencies
-from seabed_hmc.reporting import append_row, write_text_atomic
+from seabed_hmc.reporting import append_row
 
 log = logging.getLogger("seabed_hmc")
 KEY = ["encoder", "configuration", "level", "seed"]

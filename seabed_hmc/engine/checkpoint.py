@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from seabed_hmc.atomic import atomic_path
+
 FORMAT_VERSION = 1
 
 
@@ -29,14 +31,8 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
 
     A crash mid-write leaves the previous checkpoint intact and never a partial file under ``path``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as temporary:
         torch.save({"format_version": FORMAT_VERSION, **state}, temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def keep_copy(source: str | Path, destination: str | Path) -> None:
@@ -45,14 +41,11 @@ def keep_copy(source: str | Path, destination: str | Path) -> None:
     ``save_checkpoint`` replaces files by rename, so a linked copy keeps the old contents when the
     source is later overwritten (``best.pt`` stays the best epoch while ``last.pt`` moves on).
     """
-    source, destination = Path(source), Path(destination)
-    temporary = destination.with_name(f".{destination.name}.tmp{os.getpid()}")
-    temporary.unlink(missing_ok=True)
-    try:
-        os.link(source, temporary)
-    except OSError:
-        shutil.copyfile(source, temporary)
-    os.replace(temporary, destination)
+    with atomic_path(destination) as temporary:
+        try:
+            os.link(source, temporary)
+        except OSError:
+            shutil.copyfile(source, temporary)
 
 
 def load_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from seabed_hmc.atomic import atomic_path
 from seabed_hmc.config import RunConfig
 from seabed_hmc.data.images import ImageDataset, collate_skip_bad
 from seabed_hmc.decisions import Decision
@@ -269,9 +270,8 @@ def save_scores(path: Path, scored: dict[str, SplitScore], train_counts, hierarc
         )
         arrays[f"{split}_targets"] = result.targets.numpy() > 0.5
         arrays[f"{split}_mask"] = result.mask.numpy() > 0.5
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
-    np.savez_compressed(temporary, **arrays)
-    os.replace(temporary, path)
+    with atomic_path(path, suffix=".npz") as temporary:
+        np.savez_compressed(temporary, **arrays)
 
 
 def load_scores(path: Path) -> dict:

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm  # not tqdm.auto: it iterates a DataLoader twice (two worker sets)
 
+from seabed_hmc.atomic import atomic_path
 from seabed_hmc.data.images import ImageDataset, collate_skip_bad
 from seabed_hmc.engine.device import device_of, to_device
 from seabed_hmc.models.classifier import HierarchicalClassifier
@@ -106,10 +107,8 @@ class FeatureCache:
             return None
 
     def save(self, key: str, entry: dict) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        temporary = self.folder / f".{key}.tmp{os.getpid()}"
-        torch.save(entry, temporary)
-        os.replace(temporary, self.path(key))
+        with atomic_path(self.path(key)) as temporary:
+            torch.save(entry, temporary)
 
     def features(
         self,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm  # not tqdm.auto: it iterates a DataLoader twice (two worker sets)
 
+from seabed_hmc.atomic import atomic_path, write_text_atomic
 from seabed_hmc.config import SPLIT_CHOICES, DecisionConfig, RunConfig
 from seabed_hmc.data.images import ImageDataset
 from seabed_hmc.data.manifest import read_manifest
@@ -38,7 +38,6 @@ from seabed_hmc.hierarchy import Hierarchy
 from seabed_hmc.models.classifier import HierarchicalClassifier
 from seabed_hmc.models.heads import ensemble_probabilities
 from seabed_hmc.remedies import option, remedies
-from seabed_hmc.reporting import write_text_atomic
 
 log = logging.getLogger("seabed_hmc")
 
@@ -295,10 +294,13 @@ def predict_images(
     header = ["image", *meta_columns, "predicted", "decision", "error", *node_columns, *spread_columns]
     out_csv = Path(out_csv)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out_csv.with_name(f".{out_csv.name}.tmp{os.getpid()}")
     counts = {"images": 0, "predicted": 0, "failed": 0, "abstained": 0}
     progress = tqdm(desc="predict", unit="image", leave=False)
-    with open(temporary, "w", newline="") as handle, torch.inference_mode():
+    with (
+        atomic_path(out_csv) as temporary,
+        open(temporary, "w", newline="") as handle,
+        torch.inference_mode(),
+    ):
         writer = csv.writer(handle)
         writer.writerow(header)
         # chunk by chunk (rows are written as they come): memory does not grow with the manifest
@@ -324,7 +326,6 @@ def predict_images(
                 writer.writerows(lines[index] for index in sorted(lines))
                 progress.update(len(lines))
     progress.close()
-    os.replace(temporary, out_csv)
     return counts
 
 

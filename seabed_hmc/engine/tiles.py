@@ -44,6 +44,7 @@ from rasterio.warp import transform as warp_transform
 from torch.utils.data import DataLoader
 from tqdm import tqdm  # not tqdm.auto: it iterates a DataLoader twice (two worker sets)
 
+from seabed_hmc.atomic import atomic_path, write_text_atomic
 from seabed_hmc.data.geo import (
     BandSettings,
     TileBatches,
@@ -62,7 +63,6 @@ from seabed_hmc.engine.device import resolve_device, to_device
 from seabed_hmc.engine.inference import resolve_decision
 from seabed_hmc.engine.setup import checkpoint_config, load_model, transforms
 from seabed_hmc.models.heads import ensemble_probabilities
-from seabed_hmc.reporting import write_text_atomic
 
 log = logging.getLogger("seabed_hmc")
 PARTIAL = ".partial"
@@ -262,9 +262,8 @@ def to_model_input(images: torch.Tensor, norm) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------------------- helpers
 def _save_npz(path: Path, **arrays) -> None:
-    temporary = path.with_name(path.name + f".tmp{os.getpid()}.npz")
-    np.savez(temporary, **arrays)
-    os.replace(temporary, path)
+    with atomic_path(path, suffix=".npz") as temporary:
+        np.savez(temporary, **arrays)
 
 
 def _digest(checkpoint: Path, raster: str, grid: TileGrid, cell, settings: BandSettings, extra: dict) -> str:
@@ -331,9 +330,8 @@ def _write_cog(
             target.set_band_description(band, text)
         if tags:
             target.update_tags(**tags)
-    temporary = path.with_name(path.name + ".tmp")
-    rasterio.shutil.copy(plain, temporary, driver="COG", compress="DEFLATE")
-    os.replace(temporary, path)
+    with atomic_path(path, suffix=".tif") as temporary:
+        rasterio.shutil.copy(plain, temporary, driver="COG", compress="DEFLATE")
     plain.unlink()
 
 
@@ -515,9 +513,8 @@ def _restart_rows(path: Path, done: np.ndarray) -> None:
     table = pd.read_csv(path, keep_default_na=False) if done.any() else pd.DataFrame(columns=ROW_FIELDS)
     if len(table):
         table = table[done[table["tile"].astype(int).to_numpy()]].drop_duplicates("tile", keep="last")
-    temporary = path.with_name(path.name + ".tmp")
-    table.to_csv(temporary, index=False)
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        table.to_csv(temporary, index=False)
 
 
 def _checkpoint_state(state_path, accumulator, done, digest, complete: bool) -> None:
@@ -631,9 +628,8 @@ def _add_bounds(tiles: pd.DataFrame, grid: TileGrid) -> pd.DataFrame:
 
 
 def _write_table(path: Path, table: pd.DataFrame) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    table.to_csv(temporary, index=False)
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        table.to_csv(temporary, index=False)
 
 
 def _write_geojson(path: Path, tiles: pd.DataFrame) -> None:

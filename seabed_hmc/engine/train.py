@@ -31,6 +31,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm  # not tqdm.auto: it iterates a DataLoader twice (two worker sets)
 
+from seabed_hmc.atomic import write_text_atomic
 from seabed_hmc.calibration import expected_calibration_error, reliability_diagram
 from seabed_hmc.config import RunConfig, config_to_dict, save_config
 from seabed_hmc.data.images import ImageDataset, collate_skip_bad
@@ -58,7 +59,6 @@ from seabed_hmc.engine.setup import (
 )
 from seabed_hmc.losses import build_loss, node_frequencies
 from seabed_hmc.models.classifier import HierarchicalClassifier
-from seabed_hmc.reporting import write_text_atomic
 
 log = logging.getLogger("seabed_hmc")
 STATUS_FILE = "status.json"
