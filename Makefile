@@ -22,12 +22,12 @@ test: venv
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: venv
-	$(VENV)/bin/ruff check seabed_hmc tests scripts
-	$(VENV)/bin/ruff format --check seabed_hmc tests scripts
+	$(VENV)/bin/ruff check seabed_hmc seabed_hmc_studies tests scripts
+	$(VENV)/bin/ruff format --check seabed_hmc seabed_hmc_studies tests scripts
 
 format: venv
-	$(VENV)/bin/ruff format seabed_hmc tests scripts
-	$(VENV)/bin/ruff check --fix seabed_hmc tests scripts
+	$(VENV)/bin/ruff format seabed_hmc seabed_hmc_studies tests scripts
+	$(VENV)/bin/ruff check --fix seabed_hmc seabed_hmc_studies tests scripts
 
 bench: venv
 	$(PY) scripts/bench_constraint.py

@@ -1,7 +1,7 @@
 """Benchmark: reading a wide ARFF file (the HMC benchmarks' format) against pandas on the same numbers.
 
 Writes a 10,000 x 1,000 numeric file with 5% missing values ("?") and one hierarchical label column,
-then times ``seabed_hmc.data.arff.read_arff`` (the whole file: header, numbers, labels, checks) and,
+then times ``seabed_hmc_studies.hmc.arff.read_arff`` (the whole file: header, numbers, labels, checks) and,
 as the baseline measured in the same run, ``pandas.read_csv`` of the data section alone.  Best of
 ``--rounds``; the last line is one JSON object with both times and their ratio.
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from seabed_hmc.data.arff import read_arff
+from seabed_hmc_studies.hmc.arff import read_arff
 
 
 def wide_file(folder: Path, rows: int, columns: int) -> tuple[Path, str]:

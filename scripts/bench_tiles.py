@@ -38,7 +38,7 @@ def make_checkpoint(folder: Path, images: int = 20, size: int = 64, overrides: t
     """A real checkpoint from one epoch on a few synthetic images (frozen encoder, rare_node heads);
     ``overrides`` (``key=value``) replace the defaults below (MobileNetV2, 5 heads)."""
     from seabed_hmc.config import load_config
-    from seabed_hmc.demo import make_synthetic_seafloor
+    from seabed_hmc.data.synthetic import make_synthetic_seafloor
     from seabed_hmc.engine.train import train
 
     manifest = make_synthetic_seafloor(folder / "data", images=images, size=size, seed=0)

@@ -32,8 +32,8 @@ from torch.utils.data import DataLoader
 
 from seabed_hmc.data.images import ImageDataset, collate_skip_bad
 from seabed_hmc.data.manifest import read_manifest
+from seabed_hmc.data.synthetic import make_synthetic_seafloor
 from seabed_hmc.data.transforms import build_transform
-from seabed_hmc.demo import make_synthetic_seafloor
 from seabed_hmc.engine.features import FeatureCache, extract_features
 from seabed_hmc.losses import build_loss
 from seabed_hmc.models import EnsembleHead, build_encoder

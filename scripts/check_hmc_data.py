@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seabed_hmc.data import available_hmc_datasets, load_hmc_dataset, prepare_hmc_splits
+from seabed_hmc_studies.hmc.datasets import available_hmc_datasets, load_hmc_dataset, prepare_hmc_splits
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hmc_benchmarks" / "HMC_data"
 #: C-HMCNN's hard-coded input sizes (by dataset, FunCat and GO alike).

@@ -17,8 +17,8 @@ import torch
 
 from seabed_hmc.data.images import load_image
 from seabed_hmc.data.manifest import read_manifest
+from seabed_hmc.data.synthetic import make_synthetic_seafloor
 from seabed_hmc.data.transforms import build_transform
-from seabed_hmc.demo import make_synthetic_seafloor
 from seabed_hmc.models.encoders import build_encoder
 
 CCR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ccr_benthic" / "manifest.csv"

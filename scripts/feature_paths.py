@@ -26,8 +26,8 @@ import torch
 
 from seabed_hmc.data.images import ImageDataset
 from seabed_hmc.data.manifest import read_manifest
+from seabed_hmc.data.synthetic import make_synthetic_seafloor
 from seabed_hmc.data.transforms import build_transform
-from seabed_hmc.demo import make_synthetic_seafloor
 from seabed_hmc.engine.features import extract_features
 from seabed_hmc.models import EnsembleHead, build_encoder
 from seabed_hmc.models.classifier import HierarchicalClassifier

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seabed_hmc.data.arff import load_hmc_dataset, prepare_hmc_splits
-from seabed_hmc.engine.tabular import TabularSettings, predict_tabular, train_tabular
 from seabed_hmc.losses import build_loss
 from seabed_hmc.metrics import micro_average_precision
+from seabed_hmc_studies.hmc.datasets import load_hmc_dataset, prepare_hmc_splits
+from seabed_hmc_studies.hmc.tabular import TabularSettings, predict_tabular, train_tabular
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hmc_benchmarks" / "HMC_data"
 

@@ -13,7 +13,7 @@ import yaml
 from seabed_hmc.ablation_report import gain_trend, paired_gains, write_report
 from seabed_hmc.cli import main
 from seabed_hmc.config import ConfigError
-from seabed_hmc.demo import make_synthetic_seafloor
+from seabed_hmc.data.synthetic import make_synthetic_seafloor
 from seabed_hmc.engine.ablation import build_cells, load_ablation_config, run_ablation
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,16 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from seabed_hmc.data import (
-    ArffError,
+from seabed_hmc.hierarchy import Hierarchy, HierarchyError
+from seabed_hmc_studies.hmc.arff import ArffError, read_arff
+from seabed_hmc_studies.hmc.datasets import (
     Standardiser,
     available_hmc_datasets,
     load_hmc_dataset,
     prepare_hmc_fit_splits,
     prepare_hmc_splits,
-    read_arff,
 )
-from seabed_hmc.hierarchy import Hierarchy, HierarchyError
 from tests.conftest import shared_data_path
 
 HMC = ("hmc_benchmarks", "HMC_data")

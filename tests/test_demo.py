@@ -9,7 +9,8 @@ import pandas as pd
 from PIL import Image
 
 from seabed_hmc.data.manifest import read_manifest
-from seabed_hmc.demo import BIOTA, SUBSTRATES, make_synthetic_seafloor, run_demo
+from seabed_hmc.data.synthetic import BIOTA, SUBSTRATES, make_synthetic_seafloor
+from seabed_hmc.demo import run_demo
 
 
 def test_synthetic_seafloor_is_hierarchical_multilabel_and_imbalanced(tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from seabed_hmc.demo import make_synthetic_seafloor
+from seabed_hmc.data.synthetic import make_synthetic_seafloor
 from seabed_hmc.engine.checkpoint import load_checkpoint
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")

@@ -380,7 +380,7 @@ def test_batchnorm_refit_matches_the_data_and_is_recorded():
 
 def test_batchnorm_refit_option_trains_and_changes_the_features(tmp_path):
     from seabed_hmc.config import load_config
-    from seabed_hmc.demo import make_synthetic_seafloor
+    from seabed_hmc.data.synthetic import make_synthetic_seafloor
     from seabed_hmc.engine.checkpoint import load_checkpoint
     from seabed_hmc.engine.train import train
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from seabed_hmc.cli import main
-from seabed_hmc.demo import make_synthetic_seafloor
+from seabed_hmc.data.synthetic import make_synthetic_seafloor
 from seabed_hmc.engine import features as features_module
 from seabed_hmc.engine.inference import evaluate_checkpoint, predict_images
 from seabed_hmc.engine.train import train

@@ -34,7 +34,7 @@ from seabed_hmc.data.geo_labels import (
     write_label_tiles,
     write_point_chips,
 )
-from seabed_hmc.demo import make_synthetic_seafloor
+from seabed_hmc.data.synthetic import make_synthetic_seafloor
 from seabed_hmc.engine.tiles import class_codes, predict_tiles
 from seabed_hmc.engine.train import train
 from tests.conftest import shared_data_path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -14,15 +13,16 @@ import pytest
 import torch
 import yaml
 
-from seabed_hmc.data import load_hmc_dataset
-from seabed_hmc.engine import TabularCheckpoint, TabularSettings, predict_tabular, train_tabular
 from seabed_hmc.engine.checkpoint import load_checkpoint
 from seabed_hmc.engine.evaluation import load_scores
-from seabed_hmc.engine.hmc_benchmark import METHODS, heads_for, run_one
 from seabed_hmc.hierarchy import Hierarchy
 from seabed_hmc.losses import build_loss
 from seabed_hmc.metrics import micro_average_precision
 from seabed_hmc.models import EnsembleHead
+from seabed_hmc_studies.hmc import benchmark
+from seabed_hmc_studies.hmc.datasets import load_hmc_dataset
+from seabed_hmc_studies.hmc.runs import METHODS, heads_for, run_one
+from seabed_hmc_studies.hmc.tabular import TabularCheckpoint, TabularSettings, predict_tabular, train_tabular
 
 ROOT = Path(__file__).resolve().parents[1]
 LEAVES = ["01/01", "01/02", "02/01/01", "02/02"]
@@ -113,7 +113,7 @@ class IdenticalHeads(EnsembleHead):
 def test_decay_per_head_makes_each_head_train_like_a_single_model(monkeypatch, heads):
     """Identical heads without dropout under the per-head MCLoss: with the decay divided by H each head
     follows the single-head run (Adam is scale-invariant up to eps); with the whole decay it does not."""
-    monkeypatch.setattr("seabed_hmc.engine.tabular.EnsembleHead", IdenticalHeads)
+    monkeypatch.setattr("seabed_hmc_studies.hmc.tabular.EnsembleHead", IdenticalHeads)
     h, features, targets, mask = three_leaf_problem(64, 2.0, seed=2)
     loss_fn = build_loss("control", h)
     common = {"hidden": 8, "epochs": 10, "learning_rate": 1e-2, "batch_size": 8, "dropout": 0.0}
@@ -435,12 +435,7 @@ def test_run_one_resumes_and_the_script_removes_finished_checkpoints(toy_data, t
     plain = run_one(dataset, "rare_node_gmu_neg", seed=0, settings=settings)
     assert plain["resumed_from_epoch"] == 0
     folder = tmp_path / "checkpoints"
-    spec = importlib.util.spec_from_file_location(
-        "hmc_benchmark_script", ROOT / "scripts" / "hmc_benchmark.py"
-    )
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    path = folder / script.checkpoint_name("toy_FUN", "rare_node_gmu_neg", 0, 3, "")
+    path = folder / benchmark.checkpoint_name("toy_FUN", "rare_node_gmu_neg", 0, 3, "")
     original = TabularCheckpoint.save
 
     def save_then_die(self, state):

@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seabed_hmc.data import hros_indices
 from seabed_hmc.hierarchy import Hierarchy
+from seabed_hmc_studies.hmc.oversampling import hros_indices
 from tests.strategies import dags, samples
 
 FAST = settings(max_examples=60, deadline=None)

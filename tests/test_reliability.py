@@ -20,7 +20,7 @@ import rasterio
 import torch
 import yaml
 
-from seabed_hmc.demo import make_synthetic_seafloor
+from seabed_hmc.data.synthetic import make_synthetic_seafloor
 from seabed_hmc.engine.checkpoint import load_checkpoint
 
 

@@ -14,7 +14,7 @@ import pytest
 import seabed_hmc
 from seabed_hmc.cli import CONFIG_COMMANDS, build_parser, main
 from seabed_hmc.config import RunConfig, load_config
-from seabed_hmc.demo import make_synthetic_seafloor
+from seabed_hmc.data.synthetic import make_synthetic_seafloor
 from seabed_hmc.remedies import CONFIG, OPTIONS, option, surface
 from tests.test_train import tiny_config
 

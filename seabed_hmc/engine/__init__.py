@@ -1,5 +1,1 @@
-"""Training, evaluation and prediction loops."""
-
-from seabed_hmc.engine.tabular import TabularCheckpoint, TabularSettings, predict_tabular, train_tabular
-
-__all__ = ["TabularCheckpoint", "TabularSettings", "predict_tabular", "train_tabular"]
+"""Training, evaluation, inference, feature caching, tiles and the ablation grid."""

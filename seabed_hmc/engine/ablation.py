@@ -290,7 +290,7 @@ def run_ablation(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if config.synthetic is not None and not (out / "data" / "manifest.csv").exists():
-        from seabed_hmc.demo import make_synthetic_seafloor
+        from seabed_hmc.data.synthetic import make_synthetic_seafloor
 
         make_synthetic_seafloor(
             out / "data", config.synthetic.images, config.synthetic.size, config.synthetic.seed

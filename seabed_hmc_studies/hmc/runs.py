@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seabed_hmc.data.arff import FIT_PARTS, HMCDataset, prepare_hmc_fit_splits, prepare_hmc_splits
-from seabed_hmc.data.oversampling import hros_indices
 from seabed_hmc.engine.evaluation import SplitScore, save_scores
-from seabed_hmc.engine.tabular import TabularCheckpoint, TabularSettings, predict_tabular, train_tabular
 from seabed_hmc.losses import PRESETS, build_loss, node_frequencies
 from seabed_hmc.metrics import evaluate_predictions
+from seabed_hmc_studies.hmc.datasets import FIT_PARTS, HMCDataset, prepare_hmc_fit_splits, prepare_hmc_splits
+from seabed_hmc_studies.hmc.oversampling import hros_indices
+from seabed_hmc_studies.hmc.tabular import TabularCheckpoint, TabularSettings, predict_tabular, train_tabular
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def run_one(
     says where the last piece began (0: one piece).
 
     ``settings["fit_part"]``: ``"none"`` (the published protocol) or ``"held_out"``: a labelled part is
-    kept out of training (:func:`~seabed_hmc.data.arff.prepare_hmc_fit_splits`) so a decision rule can
+    kept out of training (:func:`~seabed_hmc_studies.hmc.datasets.prepare_hmc_fit_splits`) so a decision rule can
     be fit on it.  ``scores``: a file where the test probabilities (and the fit part's, when there is
     one) are stored, quantised and compressed (:func:`~seabed_hmc.engine.evaluation.save_scores`), so
     decision rules and metrics are re-scored without training again.  ``device``: where the heads train
