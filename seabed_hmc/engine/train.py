@@ -252,7 +252,7 @@ def _optimiser(model: HierarchicalClassifier, config: RunConfig, head_only: bool
     if settings.optimizer == "adam":
         # Adam's L2 is coupled to the gradient, and the loss is a mean over the H heads: each head's
         # gradient is 1/H of a lone head's, so the heads get weight_decay / H, which keeps a head's
-        # loss-to-decay balance that of a single-head model (seabed_hmc_studies/hmc/tabular.py, docs/results/hmc.md).
+        # loss-to-decay balance that of a single-head model (the HMC study, docs/results/hmc.md).
         # The shared encoder's gradient is the heads' mean, of a single model's size: its L2 stays.
         # AdamW's decay is decoupled from the gradient and needs neither.
         groups[0]["weight_decay"] = settings.weight_decay / model.head.heads

@@ -81,10 +81,11 @@ def run_one(
     says where the last piece began (0: one piece).
 
     ``settings["fit_part"]``: ``"none"`` (the published protocol) or ``"held_out"``: a labelled part is
-    kept out of training (:func:`~seabed_hmc_studies.hmc.datasets.prepare_hmc_fit_splits`) so a decision rule can
-    be fit on it.  ``scores``: a file where the test probabilities (and the fit part's, when there is
-    one) are stored, quantised and compressed (:func:`~seabed_hmc.engine.evaluation.save_scores`), so
-    decision rules and metrics are re-scored without training again.  ``device``: where the heads train
+    kept out of training (:func:`~seabed_hmc_studies.hmc.datasets.prepare_hmc_fit_splits`) so a
+    decision rule can be fit on it.  ``scores``: a file where the test probabilities (and the fit
+    part's, when there is one) are stored, quantised and compressed
+    (:func:`~seabed_hmc.engine.evaluation.save_scores`), so decision rules and metrics are re-scored
+    without training again.  ``device``: where the heads train
     (``"cuda"`` on a GPU machine; the shuffle stays on the CPU, so the batches are the same).
     """
     spec = method(method_name)
