@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from seabed_hmc.metrics import holm_bonferroni, paired_wilcoxon
 from seabed_hmc.reporting import (
     compare_to_control,
     depth_plot,
@@ -29,6 +28,7 @@ from seabed_hmc.reporting import (
     recall_by_depth,
     write_between_markers,
 )
+from seabed_hmc.significance import holm_bonferroni, paired_wilcoxon
 
 ROOT = Path(__file__).resolve().parents[1]
 ISSUE_ENCODERS = ["pretrained", "noise_0.5", "random"]

@@ -31,7 +31,8 @@ from seabed_hmc.engine.evaluation import SCORES_FILE, load_scores, save_scores
 from seabed_hmc.engine.inference import load_for_inference, score_rows
 from seabed_hmc.engine.setup import prepare_data
 from seabed_hmc.hierarchy import Hierarchy
-from seabed_hmc.metrics import decision_metrics, node_scores, paired_wilcoxon, rare_nodes
+from seabed_hmc.metrics import decision_metrics, node_scores, rare_nodes
+from seabed_hmc.significance import paired_wilcoxon
 
 POLICIES = {
     "fixed": DecisionConfig(policy="fixed"),

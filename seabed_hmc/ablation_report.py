@@ -14,7 +14,6 @@ import pandas as pd
 import yaml
 
 from seabed_hmc.config import read_yaml
-from seabed_hmc.metrics import holm_bonferroni, paired_wilcoxon
 from seabed_hmc.reporting import (
     compare_to_control,
     markdown_table,
@@ -22,6 +21,7 @@ from seabed_hmc.reporting import (
     recall_by_depth,
     write_text_atomic,
 )
+from seabed_hmc.significance import holm_bonferroni, paired_wilcoxon
 
 METRICS = {
     "au_prc": "AU(PRC)",

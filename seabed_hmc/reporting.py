@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from seabed_hmc.atomic import atomic_path, write_text_atomic
-from seabed_hmc.metrics import holm_bonferroni, paired_wilcoxon
+from seabed_hmc.significance import holm_bonferroni, paired_wilcoxon
 
 START, END = "<!-- tables:start -->", "<!-- tables:end -->"
 

@@ -15,7 +15,7 @@ PACKAGES = ("seabed_hmc", "seabed_hmc_studies")
 
 # docs/architecture.md: a unit may import its own layer and those below, never one above.
 LAYERS = [
-    {"_compat", "atomic", "remedies", "config"},
+    {"_compat", "atomic", "remedies", "config", "significance"},
     {"hierarchy"},
     {"constraint", "metrics", "data"},
     {"losses", "models", "calibration", "reporting"},
@@ -28,7 +28,6 @@ MAX_FUNCTION_LINES = 80
 # Still over the limits, each with its size today: a split lowers the number or removes the line, and
 # the test fails if one grows or a new one appears.  Do not add to these.
 MODULES_OVER = {
-    "seabed_hmc/metrics.py": 659,
     "seabed_hmc/engine/tiles.py": 651,
     "seabed_hmc/engine/train.py": 620,
     "seabed_hmc/data/manifest.py": 618,
@@ -177,7 +176,9 @@ def test_modules_and_functions_stay_readable():
             if size <= limit:
                 continue
             if name not in allowed:
-                problems.append(f"{kind} {name} has {size} lines (limit {limit}): split it by stage or format")
+                problems.append(
+                    f"{kind} {name} has {size} lines (limit {limit}): split it by stage or format"
+                )
             elif size > allowed[name]:
                 problems.append(f"{kind} {name} grew to {size} lines (was {allowed[name]}): split it")
     assert not problems, "\n".join(problems)

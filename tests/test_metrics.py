@@ -18,15 +18,14 @@ from seabed_hmc.metrics import (
     depth_scores,
     evaluate_predictions,
     hierarchical_scores,
-    holm_bonferroni,
     macro_node_scores,
     micro_average_precision,
     node_scores,
-    paired_wilcoxon,
     rare_node_average_precision,
     rare_node_recall,
     rare_nodes,
 )
+from seabed_hmc.significance import holm_bonferroni, paired_wilcoxon
 
 # A (root, not evaluated) -> B -> D, A -> C -> E.   Indices: A0 B1 C2 D3 E4; depths 0 1 1 2 2.
 NODES = ["A", "A > B", "A > C", "A > B > D", "A > C > E"]
