@@ -142,34 +142,18 @@ def _ablate(args: argparse.Namespace) -> int:
 
 
 def _predict_tiles(args: argparse.Namespace) -> int:
+    from seabed_hmc.config import load_tile_config
     from seabed_hmc.engine.tiles import predict_tiles
 
-    scale = None
-    if args.scale:
-        values = [float(v) for v in args.scale.split(",")]
-        if len(values) % 2:
-            raise ValueError(f"--scale {args.scale!r}: give low,high pairs, one per band")
-        scale = tuple(zip(values[::2], values[1::2], strict=True))
-    summary = predict_tiles(
-        args.checkpoint,
-        args.raster,
-        args.out,
-        tile_size=args.tile_size,
-        stride=args.stride,
-        units=args.units,
-        cell=args.cell,
-        roi=tuple(args.roi) if args.roi else None,
-        bands=tuple(args.bands) if args.bands else None,
-        scale=scale,
-        nodata=args.nodata,
-        max_invalid=args.max_invalid,
-        threshold=args.threshold,
-        decision=args.decision,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        progress=not args.no_progress,
-        device=args.device,
-    )
+    try:
+        scale = [float(v) for v in args.scale.split(",")] if args.scale else None
+    except ValueError:
+        raise ValueError(f"--scale {args.scale!r}: give numbers, low,high per band") from None
+    flags = ("tile_size", "stride", "units", "cell", "roi", "bands", "nodata", "max_invalid", "decision")
+    given = {key: getattr(args, key) for key in (*flags, "threshold", "batch_size", "workers", "device")}
+    given |= {"scale": scale, "progress": False if args.no_progress else None}
+    settings = load_tile_config(args.config, given)  # the flags given win over the file
+    summary = predict_tiles(args.checkpoint, args.raster, args.out, settings)
     if summary:
         print(json.dumps(summary, indent=2))
     from seabed_hmc.engine.distributed import exit_cleanly
@@ -277,12 +261,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_demo(commands)
+    _add_train(commands)
+    _add_ablate(commands)
+    _add_evaluate(commands)
+    _add_calibrate(commands)
+    _add_predict(commands)
+    _add_tiles(commands)
+    _add_chips(commands)
+    _add_stats(commands)
+    _add_hierarchy(commands)
+    return parser
 
+
+def _add_demo(commands) -> None:
     demo = commands.add_parser("demo", help="synthetic seafloor images: train control and rare_node, compare")
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--quick", action="store_true", help="a smaller, faster demo (used by the tests)")
     demo.set_defaults(run=_demo)
 
+
+def _add_train(commands) -> None:
     train = commands.add_parser("train", help="train on an image folder or manifest")
     train.add_argument("--config", required=True, help="a YAML run config (see configs/)")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. train.epochs=5")
@@ -290,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from the run folder's last.pt")
     train.set_defaults(run=_train)
 
+
+def _add_ablate(commands) -> None:
     ablate = commands.add_parser(
         "ablate", help="limited-data grid: fractions x configurations x encoders x seeds, with a report"
     )
@@ -306,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--no-progress", action="store_true", help="no progress bar")
     ablate.set_defaults(run=_ablate)
 
+
+def _add_evaluate(commands) -> None:
     evaluate = commands.add_parser("evaluate", help="metrics of a checkpoint on a labelled manifest")
     evaluate.add_argument("--checkpoint", required=True)
     evaluate.add_argument("--manifest", required=True)
@@ -329,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto", help=DEVICE_HELP)
     evaluate.set_defaults(run=_evaluate)
 
+
+def _add_calibrate(commands) -> None:
     calibrate = commands.add_parser(
         "calibrate", help="refit a checkpoint's decision rule on a labelled manifest (a new survey or site)"
     )
@@ -346,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--device", default="auto", help=DEVICE_HELP)
     calibrate.set_defaults(run=_calibrate)
 
+
+def _add_predict(commands) -> None:
     predict = commands.add_parser("predict", help="per-image predictions to a CSV")
     predict.add_argument("--checkpoint", required=True)
     predict.add_argument("--images", required=True, help="a folder of images or a CSV manifest")
@@ -357,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", default="auto", help=DEVICE_HELP)
     predict.set_defaults(run=_predict)
 
+
+def _add_tiles(commands) -> None:
     tiles = commands.add_parser(
         "predict-tiles", help="predict over survey rasters: class, probability and uncertainty COGs"
     )
@@ -365,27 +374,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--raster", required=True, action="append", help="a GeoTIFF or VRT; repeat to mosaic several"
     )
     tiles.add_argument("--out", required=True, help="output folder")
+    tiles.add_argument("--config", help="a YAML file of these settings (tile_size: 224, ...); flags win")
     tiles.add_argument("--tile-size", type=float, help="tile size (default: the model's input size, pixels)")
     tiles.add_argument("--stride", type=float, help="tile stride (default: the tile size, no overlap)")
-    tiles.add_argument("--units", choices=["pixels", "crs"], default="pixels", help="of size and stride")
+    tiles.add_argument("--units", choices=["pixels", "crs"], help="of size and stride (default: pixels)")
     tiles.add_argument("--cell", type=int, help="output cell in input pixels (default: the stride)")
     tiles.add_argument("--roi", type=float, nargs=4, metavar=("WEST", "SOUTH", "EAST", "NORTH"))
     tiles.add_argument("--bands", type=int, nargs="+", help="1 or 3 band numbers (default: RGB or band 1)")
     tiles.add_argument("--scale", help="low,high per band mapped to 0..255 (default: dtype or percentiles)")
     tiles.add_argument("--nodata", type=float, help="an extra value marking invalid pixels")
-    tiles.add_argument("--max-invalid", type=float, default=0.5, help="skip tiles with more invalid")
+    tiles.add_argument("--max-invalid", type=float, help="skip tiles with a larger invalid share (0.5)")
     tiles.add_argument("--decision", help=DECISION_HELP)
     tiles.add_argument("--threshold", type=float, help="a fixed threshold for every node instead")
-    tiles.add_argument("--batch-size", type=int, default=32)
+    tiles.add_argument("--batch-size", type=int, help="tiles per batch (default: 32)")
     tiles.add_argument(
         "--workers",
         type=int,
         help="tile-reading processes (default: none on up to 4 cores, else one per 4 cores, at most 4)",
     )
-    tiles.add_argument("--device", default="auto", help=DEVICE_HELP)
+    tiles.add_argument("--device", help=DEVICE_HELP)
     tiles.add_argument("--no-progress", action="store_true")
     tiles.set_defaults(run=_predict_tiles)
 
+
+def _add_chips(commands) -> None:
     chips = commands.add_parser(
         "chips", help="training images from a raster: chips at labelled points or label-raster tiles"
     )
@@ -403,12 +415,16 @@ def build_parser() -> argparse.ArgumentParser:
     chips.add_argument("--bands", type=int, nargs="+")
     chips.set_defaults(run=_chips)
 
+
+def _add_stats(commands) -> None:
     stats = commands.add_parser("stats", help="per-channel mean and std of a set of images")
     stats.add_argument("--images", required=True, help="a folder of images or a CSV manifest")
     stats.add_argument("--size", type=int, default=224)
     stats.add_argument("--max-images", type=int, default=None)
     stats.set_defaults(run=_stats)
 
+
+def _add_hierarchy(commands) -> None:
     hierarchy = commands.add_parser("hierarchy", help="inspect a hierarchy file")
     hierarchy.add_argument("action", choices=["show", "validate"])
     hierarchy.add_argument("file")
@@ -419,7 +435,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--on-duplicate", choices=["error", "ignore"], help="path files: a path listed twice (default error)"
     )
     hierarchy.set_defaults(run=_hierarchy)
-    return parser
 
 
 CONFIG_COMMANDS = ("train", "ablate")  # their options are config keys (in the file or with --set)

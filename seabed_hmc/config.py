@@ -46,6 +46,7 @@ SelectionMetric = Literal[
 DecisionPolicy = Literal["fixed", "f1", "precision", "depth"]  # seabed_hmc.decisions
 DecisionRule = Literal["closure", "gated"]
 CalibrationMethod = Literal["none", "temperature", "platt"]  # seabed_hmc.calibration
+TileUnits = Literal["pixels", "crs"]  # data.geo.tile_grid
 DECISION_POLICIES = typing.get_args(DecisionPolicy)
 DECISION_RULES = typing.get_args(DecisionRule)
 CALIBRATION_METHODS = typing.get_args(CalibrationMethod)
@@ -184,6 +185,63 @@ class RunConfig:
     out: str = "runs/run"
 
 
+@dataclass
+class TileConfig:
+    """predict-tiles' settings (seabed_hmc/engine/tiles.py).  The command's flags and a YAML file
+    (``predict-tiles --config FILE``, a mapping of these keys; flags given win) build this one object."""
+
+    tile_size: float | None = None  # in units; default: the model's input size in pixels
+    stride: float | None = None  # in units; default: the tile size (no overlap)
+    units: TileUnits = "pixels"
+    cell: int | None = None  # output cell in input pixels; default: the stride
+    roi: list[float] | None = None  # west, south, east, north in the raster's CRS
+    bands: list[int] | None = None  # 1 or 3 band numbers; default: RGB, or band 1 repeated
+    scale: list[float] | None = None  # low, high per band mapped to 0..255; default: dtype or percentiles
+    nodata: float | None = None  # an extra value marking invalid pixels
+    max_invalid: float = 0.5  # tiles with a larger share of invalid pixels are skipped (and counted)
+    decision: str | None = None  # fixed | checkpoint | a decision file; default: the checkpoint's rule
+    threshold: float | None = None  # a fixed threshold for every node instead
+    batch_size: int = 32
+    workers: int | None = None  # tile-reading processes; default: by cores (engine/tiles.default_workers)
+    save_every: int = 20  # batches between saved partial states (a stopped run resumes)
+    progress: bool = True
+    stop_after: int | None = None  # end after this many batches (time-boxed runs; resume later)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("roi", self.roi is None or len(self.roi) == 4, "give west, south, east, north"),
+            ("bands", self.bands is None or len(self.bands) in (1, 3), "give 1 or 3 band numbers"),
+            ("scale", self.scale is None or len(self.scale) % 2 == 0, "give low, high pairs, one per band"),
+            ("max_invalid", 0 <= self.max_invalid <= 1, "give a share between 0 and 1"),
+            ("batch_size", self.batch_size >= 1, "give at least 1"),
+            ("save_every", self.save_every >= 1, "give at least 1"),
+            ("tile_size", self.tile_size is None or self.tile_size > 0, "give a positive size"),
+            ("stride", self.stride is None or self.stride > 0, "give a positive stride"),
+            ("cell", self.cell is None or self.cell >= 1, "give at least 1 pixel"),
+        ]
+        for key, good, what in checks:
+            if not good:
+                raise ConfigError(f"predict-tiles {key}={getattr(self, key)!r}: {what}")
+
+    @property
+    def scale_pairs(self) -> tuple[tuple[float, float], ...] | None:
+        """``scale`` as (low, high) per band, as :class:`~seabed_hmc.data.geo.BandSettings` takes it."""
+        if self.scale is None:
+            return None
+        values = [float(v) for v in self.scale]
+        return tuple(zip(values[::2], values[1::2], strict=True))
+
+
+def load_tile_config(path: str | Path | None = None, given: dict[str, Any] | None = None) -> TileConfig:
+    """A :class:`TileConfig` from a YAML file (or the defaults) with ``given`` values on top (the flags
+    the user gave; None means not given).  Unknown keys and wrong types fail naming the key."""
+    tree = _read_config_file(path, "a mapping of predict-tiles settings (tile_size, stride, ...)")
+    tree |= {key: value for key, value in (given or {}).items() if value is not None}
+    where = f" in {path}" if path is not None else ""
+    return _build(TileConfig, tree, "", where)
+
+
 # ---------------------------------------------------------------------------------------- conversion
 def _type_name(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
@@ -290,26 +348,31 @@ def parse_override(text: str, example: str = "train.epochs=5") -> tuple[str, Any
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """Read a YAML run config (or start from the defaults) and apply ``key=value`` overrides."""
-    tree: dict = {}
-    where = ""
-    if path is not None:
-        path = Path(path)
-        where = f" in {path}"
-        if not path.exists():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        with open(path, encoding="utf-8") as handle:
-            try:
-                tree = read_yaml(handle) or {}
-            except yaml.YAMLError as error:
-                raise ConfigError(f"{path} is not valid YAML: {error}") from None
-        if not isinstance(tree, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections (data, encoder, ...)")
+    tree = _read_config_file(path, "a mapping of sections (data, encoder, ...)")
+    where = f" in {path}" if path is not None else ""
     for text in overrides:
         key, value = parse_override(text)
         _set_dotted(tree, key, value)
     if overrides:
         where += " (with --set overrides)" if where else " (--set overrides)"
     return _build(RunConfig, tree, "", where)
+
+
+def _read_config_file(path: str | Path | None, expected: str) -> dict:
+    """The mapping at the top of a YAML config file ({} without a file)."""
+    if path is None:
+        return {}
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    with open(path, encoding="utf-8") as handle:
+        try:
+            tree = read_yaml(handle) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: the top level must be {expected}")
+    return tree
 
 
 def config_from_dict(tree: dict, source: str = "a saved record") -> RunConfig:

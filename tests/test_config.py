@@ -150,3 +150,24 @@ def test_the_config_choices_are_the_library_registries():
     hierarchy = Hierarchy.from_paths(["a > b", "a > c"], sep=" > ")
     scores = evaluate_predictions(np.full((2, 3), 0.5), np.ones((2, 3)), None, hierarchy, np.ones(3))
     assert set(get_args(SelectionMetric)) <= set(scores)
+
+
+def test_tile_config_from_a_file_with_flags_on_top(tmp_path):
+    from seabed_hmc.config import TileConfig, load_tile_config
+
+    file = tmp_path / "tiles.yaml"
+    file.write_text(
+        "tile_size: 5e2\nroi: [0, 0, 10, 10]\nscale: [0, 6000, 0, 6000, 0, 6000]\nbatch_size: 8\n"
+    )
+    settings = load_tile_config(file, {"batch_size": 16, "stride": None, "units": "crs"})
+    assert settings == TileConfig(
+        tile_size=500.0, roi=[0.0, 0.0, 10.0, 10.0], scale=[0.0, 6000.0] * 3, batch_size=16, units="crs"
+    )
+    assert settings.scale_pairs == ((0.0, 6000.0),) * 3
+    assert load_tile_config() == TileConfig()
+    with pytest.raises(ConfigError, match="roi"):
+        load_tile_config(None, {"roi": [0, 0, 10]})
+    with pytest.raises(ConfigError, match="'pixels', 'crs'"):
+        load_tile_config(None, {"units": "metres"})
+    with pytest.raises(ConfigError, match="scale"):
+        TileConfig(scale=[0.0, 1.0, 2.0])

@@ -601,6 +601,22 @@ def test_cli_chips_and_predict_tiles(checkpoint, tmp_path, capsys):
         == 0
     )
     assert json.loads(capsys.readouterr().out)["tiles"] == len(pd.read_csv(out / "tiles.csv"))
+    # the same settings from a YAML file build the same TileConfig: the same tiles and class map
+    settings = tmp_path / "tiles.yaml"
+    settings.write_text("tile_size: 960\nunits: crs\nworkers: 0\nprogress: false\nbatch_size: 7\n")
+    from_file = tmp_path / "from_file"
+    common = ["predict-tiles", "--checkpoint", str(checkpoint), "--raster", str(raster)]
+    assert main([*common, "--out", str(from_file), "--config", str(settings), "--batch-size", "32"]) == 0
+    capsys.readouterr()
+    pd.testing.assert_frame_equal(pd.read_csv(from_file / "tiles.csv"), pd.read_csv(out / "tiles.csv"))
+    with rasterio.open(out / "classes.tif") as a, rasterio.open(from_file / "classes.tif") as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+    # a misspelt key fails before the checkpoint or raster is opened, naming the key it meant
+    settings.write_text("tile_sise: 960\n")
+    nowhere = ["--checkpoint", "missing.pt", "--raster", "missing.tif", "--out", str(tmp_path / "x")]
+    assert main(["predict-tiles", *nowhere, "--config", str(settings)]) == 2
+    error = capsys.readouterr().err
+    assert "tile_sise" in error and "tile_size" in error and not (tmp_path / "x").exists()
     assert (
         main(
             [
