@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +93,15 @@ def test_grid_writes_cells_subsets_report_and_resumes(seafloor, tmp_path):
     assert "node F1, fitted rule" in text and kept["decision"].str.startswith("f1 (fit on val").all()
     for name in ("au_prc_vs_fraction", "rare_node_recall_vs_fraction", "recall_by_depth", "gain_vs_control"):
         assert (out / f"{name}.png").stat().st_size > 1000
+    # the stored probabilities alone re-score every cell (scripts/grid_rescore.py)
+    rescore = [sys.executable, str(ROOT / "scripts" / "grid_rescore.py"), str(out)]
+    printed = subprocess.run(rescore, capture_output=True, text=True, check=True).stdout
+    assert "8 cells re-scored" in printed
+    rescored = pd.read_csv(out / "rescored.csv").merge(again, on=["encoder", "configuration", "level", "seed"])
+    gap = (rescored["decided_rare_node_recall_x"] - rescored["decided_rare_node_recall_y"]).abs()
+    assert gap.max() < 0.05  # only probabilities quantised onto the other side of a threshold differ
+    bad = subprocess.run([*rescore, "--set", "decision.policy=best"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "decision.policy" in bad.stderr and "'f1'" in bad.stderr
 
 
 def test_changed_settings_are_not_silently_reused(seafloor, tmp_path):

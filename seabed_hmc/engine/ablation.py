@@ -227,11 +227,16 @@ def build_cells(config: AblationConfig, out: Path) -> list[Cell]:
                     raise ConfigError(str(error)) from None
                 for level in _levels(config):
                     cell_config = dataclasses.replace(
-                        run, out=str(out / "cells" / encoder / name / f"{level:g}" / f"seed{seed}")
+                        run, out=str(cell_folder(out, encoder, name, level, seed))
                     )
                     digest = _digest(run, config.subsets)
                     cells.append(Cell(encoder, name, float(level), int(seed), cell_config, digest))
     return cells
+
+
+def cell_folder(out: str | Path, encoder: str, configuration: str, level: float, seed: int) -> Path:
+    """Where a grid cell writes its run (``OUT/cells/ENCODER/CONFIGURATION/LEVEL/seedS``)."""
+    return Path(out) / "cells" / encoder / configuration / f"{float(level):g}" / f"seed{int(seed)}"
 
 
 def _finished(results: Path, cells: list[Cell]) -> set[tuple]:
