@@ -97,7 +97,8 @@ def test_grid_writes_cells_subsets_report_and_resumes(seafloor, tmp_path):
     rescore = [sys.executable, str(ROOT / "scripts" / "grid_rescore.py"), str(out)]
     printed = subprocess.run(rescore, capture_output=True, text=True, check=True).stdout
     assert "8 cells re-scored" in printed
-    rescored = pd.read_csv(out / "rescored.csv").merge(again, on=["encoder", "configuration", "level", "seed"])
+    keys = ["encoder", "configuration", "level", "seed"]
+    rescored = pd.read_csv(out / "rescored.csv").merge(again, on=keys)
     gap = (rescored["decided_rare_node_recall_x"] - rescored["decided_rare_node_recall_y"]).abs()
     assert gap.max() < 0.05  # only probabilities quantised onto the other side of a threshold differ
     bad = subprocess.run([*rescore, "--set", "decision.policy=best"], capture_output=True, text=True)
