@@ -36,7 +36,6 @@ FUNCTIONS_OVER = {
     "seabed_hmc/engine/train.py:_train": 130,
     "seabed_hmc_studies/hmc/runs.py:run_one": 118,
     "seabed_hmc_studies/hmc/tabular.py:train_tabular": 84,
-    "seabed_hmc/ablation_report.py:write_report": 82,
 }
 
 
