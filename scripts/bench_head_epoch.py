@@ -31,8 +31,9 @@ import torch
 
 from seabed_hmc.config import RunConfig
 from seabed_hmc.engine._memory import serve_large_blocks_from_heap
+from seabed_hmc.engine.checkpoint import Checkpoints
 from seabed_hmc.engine.evaluation import Inputs, score_split
-from seabed_hmc.engine.train import Checkpoints, train_epoch
+from seabed_hmc.engine.train import train_epoch
 from seabed_hmc.hierarchy.loaders import from_paths
 from seabed_hmc.losses import build_loss, node_frequencies
 from seabed_hmc.models import EnsembleHead

@@ -166,9 +166,9 @@ def model_only(checkpoint: Path, tiles: int, batch_size: int, tile: int) -> floa
     from seabed_hmc.models.heads import ensemble_probabilities
 
     serve_large_blocks_from_heap()  # the allocator setting predict_tiles uses
-    model, hierarchy, state = tile_model(checkpoint)  # the model exactly as predict_tiles runs it
-    size = state["normalisation"]["image_size"]
-    _, norm = tile_transform(state)
+    model, hierarchy, record = tile_model(checkpoint)  # the model exactly as predict_tiles runs it
+    size = record.normalisation["image_size"]
+    _, norm = tile_transform(record)
     batch = to_model_input(torch.randint(0, 256, (batch_size, size, size, 3), dtype=torch.uint8), norm)
     batch = batch.clone(memory_format=torch.channels_last)  # prepared once, outside the timing
     with torch.inference_mode():

@@ -59,13 +59,13 @@ def scores_of(run: Path) -> tuple[dict, Hierarchy]:
     gets its file made from ``best.pt`` with the library's evaluation path."""
     scores = load_scores(run / SCORES_FILE) if (run / SCORES_FILE).exists() else None
     if scores is None or "hierarchy" not in scores:
-        model, hierarchy, state, config, cache = load_for_inference(run / "best.pt")
+        model, hierarchy, record, config, cache = load_for_inference(run / "best.pt")
         data = prepare_data(config.data, config.train.seed)
         scored = {}
         for split in ("val", "test"):
             rows = data.splits[split]
-            scored[split], _ = score_rows(model, config, state, cache, hierarchy, data.table, rows, split)
-        save_scores(run / SCORES_FILE, scored, state["train_counts"], hierarchy)
+            scored[split], _ = score_rows(model, config, record, cache, hierarchy, data.table, rows, split)
+        save_scores(run / SCORES_FILE, scored, record.train_counts, hierarchy)
         scores = load_scores(run / SCORES_FILE)
     return scores, scores["hierarchy"]
 

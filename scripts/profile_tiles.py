@@ -37,10 +37,10 @@ def main() -> None:
     if args.workers is None:
         args.workers = tiles.default_workers()
     serve_large_blocks_from_heap()
-    model, hierarchy, state = tiles.tile_model(args.checkpoint)
-    transform, norm = tiles.tile_transform(state)
+    model, hierarchy, record = tiles.tile_model(args.checkpoint)
+    transform, norm = tiles.tile_transform(record)
     info = raster_info(args.raster)
-    size = int(state["normalisation"]["image_size"])
+    size = int(record.normalisation["image_size"])
     grid = tile_grid(info, size)
     output = tiles.OutputGrid(grid, grid.stride)
     order = block_friendly_order(grid, range(len(grid)))

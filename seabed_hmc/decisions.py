@@ -366,10 +366,9 @@ def fit_configured(
     return decision
 
 
-def stored_decision(state: dict, hierarchy: Hierarchy, where: str) -> Decision:
-    """The decision a checkpoint stores; ``fixed 0.5`` for a checkpoint written before decisions
-    existed (it behaves as it always did)."""
-    record = state.get("decision")
+def stored_decision(record: dict | None, hierarchy: Hierarchy, where: str) -> Decision:
+    """The decision a checkpoint stores (its ``decision`` record); ``fixed 0.5`` when it stores none
+    (a checkpoint written before decisions existed behaves as it always did)."""
     if record is None:
         return fixed_decision(hierarchy)
     return Decision.from_record(record, hierarchy, where)

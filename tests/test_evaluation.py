@@ -148,10 +148,11 @@ def test_a_run_stopped_to_resume_later_says_stopped(seafloor, tmp_path):
 
 
 def test_checkpoints_between_writes_keep_the_best_epoch_in_memory(tmp_path):
+    import dataclasses
+
     import torch
 
-    from seabed_hmc.engine.checkpoint import load_checkpoint
-    from seabed_hmc.engine.train import Checkpoints
+    from seabed_hmc.engine.checkpoint import Checkpoints, ModelCheckpoint, read_model
 
     model = torch.nn.Linear(3, 2)
     checkpoints = Checkpoints(tmp_path, minutes=60)
@@ -160,14 +161,16 @@ def test_checkpoints_between_writes_keep_the_best_epoch_in_memory(tmp_path):
     checkpoints.note_best(0, model, {"au_prc": 0.5}, 0.5, copy=True)
     with torch.no_grad():
         model.weight.add_(1.0)  # epoch 1 moves on without improving
-    checkpoints.write({"model": model.state_dict(), "optimiser": {}, "epoch": 1}, {"hierarchy": "h"})
-    last, best = load_checkpoint(tmp_path / "last.pt"), load_checkpoint(tmp_path / "best.pt")
-    assert last["epoch"] == 1 and best["epoch"] == 0 and best["hierarchy"] == "h"
-    assert "optimiser" not in best and best["best_metric"] == 0.5
-    assert all(torch.equal(best["model"][k], v) for k, v in best_weights.items())
+    record = ModelCheckpoint(hierarchy={"nodes": ["h"]}, encoder={}, normalisation={}, config={}, model={})
+    epoch1 = dataclasses.replace(record, model=model.state_dict(), optimiser={"state": {}}, epoch=1)
+    checkpoints.write(epoch1)
+    last, best = read_model(tmp_path / "last.pt"), read_model(tmp_path / "best.pt")
+    assert last.epoch == 1 and best.epoch == 0 and best.hierarchy == {"nodes": ["h"]}
+    assert last.optimiser == {"state": {}} and best.optimiser is None and best.best_metric == 0.5
+    assert all(torch.equal(best.model[k], v) for k, v in best_weights.items())
     checkpoints.note_best(2, model, {}, 0.7, copy=False)  # written this epoch: best.pt is last.pt
-    checkpoints.write({"model": model.state_dict(), "epoch": 2}, {})
-    assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 2
+    checkpoints.write(dataclasses.replace(record, model=model.state_dict(), epoch=2))
+    assert read_model(tmp_path / "best.pt").epoch == 2
     assert Checkpoints(tmp_path, minutes=0).due()
 
 
@@ -185,21 +188,31 @@ def test_a_run_writes_its_checkpoints_at_the_end_when_they_are_not_due(seafloor,
 def test_the_decision_rule_travels_with_the_checkpoint(seafloor, tmp_path, capsys):
     import torch
 
-    from seabed_hmc.engine.checkpoint import load_checkpoint, save_checkpoint
+    from seabed_hmc.engine.checkpoint import CheckpointError, read_model, save_checkpoint
 
     out = tmp_path / "run"
     trained = train(config_for(seafloor, out, "encoder.freeze=true", "train.epochs=1"))
-    stored = load_checkpoint(out / "best.pt")["decision"]
+    stored = read_model(out / "best.pt").decision
     assert stored["policy"] == "f1" and trained["decision"].startswith("f1 (fit on val: 9 images")
     assert set(trained) >= {"val_decided", "test_decided"}
     nodes = pd.read_csv(out / "nodes.csv")
     assert {"threshold", "threshold_source", "decided_recall", "fit_positives"} <= set(nodes.columns)
-    # a checkpoint from before decisions: loads, and decides at the fixed 0.5
-    old = {k: v for k, v in torch.load(out / "best.pt", weights_only=True).items() if k != "decision"}
-    save_checkpoint(old, tmp_path / "old.pt")
+    # a format-1 checkpoint (from before decisions and typed records): loads, migrated, and decides at 0.5
+    current = torch.load(out / "best.pt", weights_only=True)
+    old = {k: v for k, v in current.items() if k not in ("decision", "metric_counts")} | {"format_version": 1}
+    torch.save(old, tmp_path / "old.pt")
+    migrated = read_model(tmp_path / "old.pt")
+    assert migrated.decision is None and torch.equal(migrated.metric_counts, current["train_counts"])
     evaluated = evaluate_checkpoint(tmp_path / "old.pt", seafloor, workers=0)
     assert evaluated["decision"] == "fixed 0.5"
     assert all(evaluated["decided"][k] == evaluated[k] for k in evaluated["decided"])
+    # a newer format, and a file that is not a model checkpoint: errors that say what to do
+    torch.save(current | {"format_version": 99}, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match="format version 99.*reads versions 1, 2.*upgrade"):
+        read_model(tmp_path / "future.pt")
+    save_checkpoint({"epoch": 0}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="other.pt is not a seabed_hmc model checkpoint.*hierarchy"):
+        evaluate_checkpoint(tmp_path / "other.pt", seafloor, workers=0)
     # refit on another labelled set (here: the training rows), into a new checkpoint and a JSON record
     base = [
         "calibrate",
@@ -267,15 +280,13 @@ def test_scores_npz_holds_what_re_scoring_needs(seafloor, tmp_path):
     out = tmp_path / "run"
     train(config_for(seafloor, out, "encoder.freeze=true", "train.epochs=1"))
     scores = load_scores(out / "scores.npz")
-    model, hierarchy, state, config, cache = load_for_inference(out / "best.pt")
-    assert (
-        scores["hierarchy"] == hierarchy and (scores["train_counts"] == state["train_counts"].numpy()).all()
-    )
+    model, hierarchy, record, config, cache = load_for_inference(out / "best.pt")
+    assert scores["hierarchy"] == hierarchy and (scores["train_counts"] == record.train_counts.numpy()).all()
     data = prepare_data(config.data, config.train.seed)
     rows = data.splits["test"]
     from seabed_hmc.data.images import ImageDataset
 
-    _, evaluation = transforms(config, state["normalisation"])
+    _, evaluation = transforms(config, record.normalisation)
     paths = data.table.frame["image"].iloc[rows].tolist()
     dataset = ImageDataset(paths, data.table.targets[rows], data.table.mask[rows], evaluation)
     inputs, _ = split_inputs(model, config, dataset, cache)

@@ -882,8 +882,17 @@ def test_tile_normalisation_matches_the_evaluation_transform():
     from seabed_hmc.engine.tiles import tile_transform, to_model_input
 
     norm = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "image_size": 24}
-    state = {"config": {"data": {}}, "normalisation": norm}
-    _, fused = tile_transform(state)
+    from seabed_hmc.config import RunConfig, config_to_dict
+    from seabed_hmc.engine.checkpoint import ModelCheckpoint
+
+    record = ModelCheckpoint(
+        hierarchy={},
+        encoder={"name": "resnet18"},
+        normalisation=norm,
+        config=config_to_dict(RunConfig()),
+        model={},
+    )
+    _, fused = tile_transform(record)
     tiles = torch.randint(0, 256, (5, 24, 24, 3), dtype=torch.uint8)
     got = to_model_input(tiles, fused)
     evaluation = build_transform(None, 24, norm["mean"], norm["std"], train=False)

@@ -16,8 +16,8 @@ from seabed_hmc.data import (
     ManifestLabelError,
     check_images,
     read_manifest,
-    scan_image_folder,
 )
+from seabed_hmc.data.image_folders import scan_image_folder
 from seabed_hmc.hierarchy import Hierarchy, LabelError, from_folder, from_paths, load_hierarchy
 from tests.conftest import shared_data_path
 

@@ -7,6 +7,7 @@ does not pay for importing albumentations.
 
 from typing import Any
 
+from seabed_hmc.data.image_folders import scan_image_folder
 from seabed_hmc.data.images import (
     MAX_IMAGE_PIXELS,
     BadImageError,
@@ -24,7 +25,6 @@ from seabed_hmc.data.manifest import (
     ManifestError,
     ManifestLabelError,
     read_manifest,
-    scan_image_folder,
 )
 
 _LAZY_TRANSFORMS = (

@@ -8,6 +8,7 @@ reported, never silently dropped.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -29,11 +30,11 @@ from seabed_hmc.decisions import (
     outcomes,
     stored_decision,
 )
-from seabed_hmc.engine.checkpoint import load_checkpoint, save_checkpoint
+from seabed_hmc.engine.checkpoint import ModelCheckpoint, read_model, write_model
 from seabed_hmc.engine.device import device_of, resolve_device, to_device
 from seabed_hmc.engine.evaluation import eval_loader, feature_cache, predict_inputs, score_split, split_inputs
 from seabed_hmc.engine.features import FeatureCache
-from seabed_hmc.engine.setup import checkpoint_config, inference_model, manifest_splits, transforms
+from seabed_hmc.engine.setup import inference_model, manifest_splits, transforms
 from seabed_hmc.hierarchy import Hierarchy
 from seabed_hmc.models.classifier import HierarchicalClassifier
 from seabed_hmc.models.heads import ensemble_probabilities
@@ -49,27 +50,27 @@ TRUE_LABELS = "true_labels"  # the manifest's labels in predict's output
 
 def load_for_inference(
     checkpoint: str | Path, batch_size: int | None = None, workers: int | None = None
-) -> tuple[HierarchicalClassifier, Hierarchy, dict, RunConfig, FeatureCache | None]:
+) -> tuple[HierarchicalClassifier, Hierarchy, ModelCheckpoint, RunConfig, FeatureCache | None]:
     """Model, hierarchy, checkpoint record, the run's config and its feature cache (a frozen encoder
     with ``train.feature_cache``; its BatchNorm is then left unfolded, as when the features were
     first computed).  ``batch_size`` and ``workers`` override the run's; the run's batch size
     reproduces its numbers exactly."""
-    state = load_checkpoint(checkpoint, mmap=True)  # the optimiser's state is never read from disk
-    hierarchy = Hierarchy.from_dict(state["hierarchy"], source=str(checkpoint))
-    config = checkpoint_config(state, checkpoint)
+    record = read_model(checkpoint, mmap=True)  # the optimiser's state is never read from disk
+    hierarchy = record.built_hierarchy(str(checkpoint))
+    config = record.run_config(str(checkpoint))
     config.train.progress = False
     if batch_size:
         config.train.batch_size = batch_size
     if workers is not None:
         config.data.workers = workers
     cached = bool(config.encoder.freeze and config.train.feature_cache)
-    model = inference_model(config, hierarchy, state["model"], fold=not cached)
-    return model, hierarchy, state, config, feature_cache(model, config)
+    model = inference_model(config, hierarchy, record.model, fold=not cached)
+    return model, hierarchy, record, config, feature_cache(model, config)
 
 
 def resolve_decision(
     spec: str | None,
-    state: dict,
+    record: ModelCheckpoint,
     hierarchy: Hierarchy,
     checkpoint: str | Path,
     threshold: float | None = None,
@@ -81,7 +82,7 @@ def resolve_decision(
     if threshold is not None and spec in (None, "fixed"):
         return fixed_decision(hierarchy, threshold)
     if spec in (None, "checkpoint"):
-        return stored_decision(state, hierarchy, str(checkpoint))
+        return stored_decision(record.decision, hierarchy, str(checkpoint))
     if spec == "fixed":
         return fixed_decision(hierarchy)
     path = Path(spec)
@@ -92,26 +93,25 @@ def resolve_decision(
         )
     if path.suffix.lower() == ".json":
         return Decision.from_record(json.loads(path.read_text()), hierarchy, str(path))
-    other = load_checkpoint(path, mmap=True)
-    if "decision" not in other:
-        raise ValueError(f"checkpoint {path} stores no decision rule (written before decisions existed)")
-    return Decision.from_record(other["decision"], hierarchy, str(path))
+    other = read_model(path, mmap=True)
+    if other.decision is None:
+        raise ValueError(
+            f"checkpoint {path} stores no decision rule (no rule was fit on it); "
+            "use --decision fixed, or refit one with seabed-hmc calibrate"
+        )
+    return Decision.from_record(other.decision, hierarchy, str(path))
 
 
-def reference_counts(state: dict) -> np.ndarray | None:
-    """The training counts that define a checkpoint's rare nodes (as its run's metrics used them)."""
-    counts = state.get("metric_counts", state.get("train_counts"))
-    return None if counts is None else np.asarray(counts)
-
-
-def score_rows(model, config: RunConfig, state: dict, cache, hierarchy, table, rows, description: str):
+def score_rows(
+    model, config: RunConfig, record: ModelCheckpoint, cache, hierarchy, table, rows, description: str
+):
     """``(SplitScore, problems)``: the ``rows`` of an image table scored the way ``train`` scores its
     splits (the run's evaluation transform, the feature cache of a frozen encoder, its rare nodes)."""
-    _, eval_transform = transforms(config, state["normalisation"])
+    _, eval_transform = transforms(config, record.normalisation)
     paths = table.frame["image"].iloc[rows].tolist()
     dataset = ImageDataset(paths, table.targets[rows], table.mask[rows], eval_transform)
     inputs, problems = split_inputs(model, config, dataset, cache, description=description)
-    return score_split(model, inputs, config, hierarchy, reference_counts(state), problems), problems
+    return score_split(model, inputs, config, hierarchy, record.reference_counts(), problems), problems
 
 
 def select_split(table, split: str, source: str | Path) -> tuple[np.ndarray, str]:
@@ -159,7 +159,7 @@ def evaluate_checkpoint(
     depend on decisions are given at the fixed threshold (flat, as ``train``'s test split) and under
     that rule (``decided``, as ``train``'s ``test_decided``).  ``device``: see
     :mod:`seabed_hmc.engine.device`."""
-    model, hierarchy, state, config, cache = load_for_inference(checkpoint, batch_size, workers)
+    model, hierarchy, record, config, cache = load_for_inference(checkpoint, batch_size, workers)
     model.to(resolve_device(device))
     table = read_manifest(
         manifest,
@@ -170,7 +170,7 @@ def evaluate_checkpoint(
     )
     rows, scored = select_split(table, split, manifest)
     paths = table.frame["image"].iloc[rows].tolist()
-    trained = state.get("train_images")
+    trained = record.train_images
     trained_on = None if trained is None else len(set(paths) & set(trained))
     if trained_on:
         log.warning(
@@ -179,11 +179,11 @@ def evaluate_checkpoint(
             len(rows),
             checkpoint,
         )
-    result, problems = score_rows(model, config, state, cache, hierarchy, table, rows, "evaluate features")
-    counts = reference_counts(state)
+    result, problems = score_rows(model, config, record, cache, hierarchy, table, rows, "evaluate features")
+    counts = record.reference_counts()
     if len(result.targets) == 0:
         raise ValueError(f"no image of {manifest} ({scored}) could be read ({len(problems)} failed)")
-    rule = resolve_decision(decision, state, hierarchy, checkpoint)
+    rule = resolve_decision(decision, record, hierarchy, checkpoint)
     metrics = {
         **result.metrics,
         "decision": rule.describe(),
@@ -197,8 +197,7 @@ def evaluate_checkpoint(
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
-        train_counts = state.get("train_counts")
-        report = result.report(hierarchy, train_counts, config.train.threshold, rule)
+        report = result.report(hierarchy, record.train_counts, config.train.threshold, rule)
         report.to_csv(out / "nodes.csv", index=False)
         if problems:
             pd.DataFrame(problems, columns=["image", "reason"]).to_csv(out / "problems.csv", index=False)
@@ -281,12 +280,12 @@ def predict_images(
     fixed rule at it); its description is in every row's ``decision`` column, a row whose image no
     node passes says ``abstain``, and ``p[node]`` are the probabilities the rule thresholds (calibrated
     when it calibrates).  ``device``: see :mod:`seabed_hmc.engine.device`."""
-    model, hierarchy, state, config, cache = load_for_inference(checkpoint, batch_size, workers)
+    model, hierarchy, record, config, cache = load_for_inference(checkpoint, batch_size, workers)
     model.to(resolve_device(device))
-    rule = resolve_decision(decision, state, hierarchy, checkpoint, threshold)
+    rule = resolve_decision(decision, record, hierarchy, checkpoint, threshold)
     described = rule.describe()
     columns = config.data.columns or None
-    _, transform = transforms(config, state["normalisation"])
+    _, transform = transforms(config, record.normalisation)
     meta_columns = manifest_columns(source, columns)
     evaluated = np.flatnonzero(hierarchy.evaluated)
     node_columns = [f"p[{hierarchy.nodes[i]}]" for i in evaluated]
@@ -368,11 +367,11 @@ def calibrate_checkpoint(
     out = Path(out)
     if out.suffix.lower() not in (".pt", ".json"):
         raise ValueError(f"--out {out}: give a .pt file (a new checkpoint) or a .json file (the rule alone)")
-    model, hierarchy, state, config, cache = load_for_inference(checkpoint)
+    model, hierarchy, record, config, cache = load_for_inference(checkpoint)
     model.to(resolve_device(device))
     table = read_manifest(manifest, hierarchy=hierarchy, columns=config.data.columns or None)
     rows, scored = select_split(table, split, manifest)
-    result, _ = score_rows(model, config, state, cache, hierarchy, table, rows, "calibrate features")
+    result, _ = score_rows(model, config, record, cache, hierarchy, table, rows, "calibrate features")
     where = f"{Path(manifest).name}: {scored}, {len(result.targets)} images"
     try:
         decision = fit_configured(
@@ -383,6 +382,6 @@ def calibrate_checkpoint(
     if out.suffix.lower() == ".json":
         write_text_atomic(out, json.dumps(decision.to_record(), indent=1))
     else:
-        full = load_checkpoint(checkpoint)
-        save_checkpoint({**full, "decision": decision.to_record()}, out)
+        full = read_model(checkpoint)  # with the optimiser's state, if the file has it
+        write_model(dataclasses.replace(full, decision=decision.to_record()), out)
     return decision

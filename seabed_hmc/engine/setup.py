@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from seabed_hmc.config import ConfigError, DataConfig, RunConfig, config_from_dict
+from seabed_hmc.config import ConfigError, DataConfig, RunConfig
+from seabed_hmc.data.image_folders import scan_image_folder
 from seabed_hmc.data.images import check_images, dataset_statistics
-from seabed_hmc.data.manifest import ImageTable, read_manifest, scan_image_folder
+from seabed_hmc.data.manifest import ImageTable, read_manifest
 from seabed_hmc.data.transforms import build_transform
-from seabed_hmc.engine.checkpoint import load_checkpoint
+from seabed_hmc.engine.checkpoint import ModelCheckpoint, read_model
 from seabed_hmc.hierarchy import Hierarchy, load_hierarchy
 from seabed_hmc.losses import PRESETS
 from seabed_hmc.models.classifier import HierarchicalClassifier, bf16_supported
@@ -211,17 +212,12 @@ def inference_model(
     return model
 
 
-def load_model(checkpoint: str | Path, fold: bool = True) -> tuple[HierarchicalClassifier, Hierarchy, dict]:
+def load_model(
+    checkpoint: str | Path, fold: bool = True
+) -> tuple[HierarchicalClassifier, Hierarchy, ModelCheckpoint]:
     """The trained model (:func:`inference_model`), its hierarchy and the checkpoint record, from the
     checkpoint file alone."""
-    state = load_checkpoint(checkpoint, mmap=True)  # the optimiser's state is never read from disk
-    hierarchy = Hierarchy.from_dict(state["hierarchy"], source=str(checkpoint))
-    model = inference_model(checkpoint_config(state, checkpoint), hierarchy, state["model"], fold)
-    return model, hierarchy, state
-
-
-def checkpoint_config(state: dict, checkpoint: str | Path) -> RunConfig:
-    """The run's resolved config as the checkpoint recorded it."""
-    config = config_from_dict(state["config"], source=f"checkpoint {checkpoint}")
-    config.encoder.name = state["encoder"]["name"]  # resolved (a short weight name implies the model)
-    return config
+    record = read_model(checkpoint, mmap=True)  # the optimiser's state is never read from disk
+    hierarchy = record.built_hierarchy(str(checkpoint))
+    model = inference_model(record.run_config(str(checkpoint)), hierarchy, record.model, fold)
+    return model, hierarchy, record

@@ -58,9 +58,10 @@ from seabed_hmc.data.geo import (
 from seabed_hmc.decisions import Decision
 from seabed_hmc.engine import distributed
 from seabed_hmc.engine._memory import serve_large_blocks_from_heap, trim_freed_memory
+from seabed_hmc.engine.checkpoint import ModelCheckpoint
 from seabed_hmc.engine.device import resolve_device, to_device
 from seabed_hmc.engine.inference import resolve_decision
-from seabed_hmc.engine.setup import checkpoint_config, load_model, transforms
+from seabed_hmc.engine.setup import load_model, transforms
 from seabed_hmc.engine.tile_maps import (
     TAB10,
     Accumulator,
@@ -133,11 +134,11 @@ def _quiet_worker(_: int) -> None:
 # ------------------------------------------------------------------------------------ model inputs
 def tile_model(checkpoint: str | Path):
     """The checkpoint's model for batch inference (eval mode, channels_last), hierarchy and record."""
-    model, hierarchy, state = load_model(checkpoint)
-    return model.eval().to(memory_format=torch.channels_last), hierarchy, state
+    model, hierarchy, record = load_model(checkpoint)
+    return model.eval().to(memory_format=torch.channels_last), hierarchy, record
 
 
-def tile_transform(state: dict):
+def tile_transform(record: ModelCheckpoint):
     """(per-tile transform for the workers, normalisation for the main process).
 
     With the default evaluation pipeline (fit by resizing, then normalise), workers only resize and
@@ -146,9 +147,10 @@ def tile_transform(state: dict):
     evaluation transforms runs its full pipeline in the workers instead (normalisation None)."""
     import albumentations as A
 
-    if state["config"]["data"].get("eval_transforms"):
-        return transforms(checkpoint_config(state, "checkpoint"), state["normalisation"])[1], None
-    norm = state["normalisation"]
+    config = record.run_config("(tile prediction)")
+    if config.data.eval_transforms:
+        return transforms(config, record.normalisation)[1], None
+    norm = record.normalisation
     size = int(norm["image_size"])
     mean = torch.tensor(norm["mean"], dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(norm["std"], dtype=torch.float32).view(1, 3, 1, 1)
@@ -266,13 +268,13 @@ def _prepare(checkpoint: Path, rasters, out: Path, settings: TileConfig, device,
     if not rasters:
         raise ValueError("give at least one raster")
     raster = str(rasters[0]) if len(rasters) == 1 else str(mosaic_vrt(rasters, partial / "mosaic.vrt"))
-    model, hierarchy, state = tile_model(checkpoint)
+    model, hierarchy, record = tile_model(checkpoint)
     model.to(device)
-    rule = resolve_decision(settings.decision, state, hierarchy, checkpoint, settings.threshold)
-    transform, norm = tile_transform(state)
+    rule = resolve_decision(settings.decision, record, hierarchy, checkpoint, settings.threshold)
+    transform, norm = tile_transform(record)
     if norm is not None:
         norm = tuple(t.to(device) for t in norm)
-    model_size = int(state["normalisation"]["image_size"])
+    model_size = int(record.normalisation["image_size"])
     info = raster_info(raster)
     roi = tuple(settings.roi) if settings.roi else None
     grid = tile_grid(info, settings.tile_size or model_size, settings.stride, settings.units, roi)

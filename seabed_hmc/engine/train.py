@@ -14,6 +14,7 @@ streams images through the whole model.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import logging
@@ -26,33 +27,29 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm  # not tqdm.auto: it iterates a DataLoader twice (two worker sets)
 
 from seabed_hmc.atomic import write_text_atomic
-from seabed_hmc.calibration import expected_calibration_error, reliability_diagram
 from seabed_hmc.config import RunConfig, config_to_dict, save_config
 from seabed_hmc.data.images import ImageDataset, collate_skip_bad
-from seabed_hmc.decisions import Decision, fit_configured, fixed_decision
 from seabed_hmc.engine import distributed
 from seabed_hmc.engine._memory import serve_large_blocks_from_heap
-from seabed_hmc.engine.checkpoint import keep_copy, load_checkpoint, save_checkpoint
+from seabed_hmc.engine.checkpoint import Checkpoints, ModelCheckpoint, clone_weights, read_model
 from seabed_hmc.engine.device import device_of, resolve_device, to_device
 from seabed_hmc.engine.distributed import World
 from seabed_hmc.engine.evaluation import (
     SCORES_FILE,
     Inputs,
     feature_cache,
-    save_scores,
     score_split,
     split_inputs,
 )
+from seabed_hmc.engine.finish import finish
 from seabed_hmc.engine.setup import (
     PreparedData,
     build_model,
-    inference_model,
     normalisation,
     prepare_data,
     transforms,
@@ -358,74 +355,19 @@ def _train(
     torch.use_deterministic_algorithms(config.train.deterministic, warn_only=True)
     seed_everything(config.train.seed)
 
-    data = data if data is not None else prepare_data(config.data, config.train.seed)
+    data, model, norm, inputs, train_rows = _prepare(config, device, world, data, train_subset)
     hierarchy = data.hierarchy
-    model = build_model(config, hierarchy).to(device)
-    if config.train.channels_last:
-        model.encoder.to(memory_format=torch.channels_last)
-    train_rows = data.splits["train"]
-    norm = normalisation(config, model, data.table.frame["image"].iloc[train_rows].tolist())
-    if config.encoder.batchnorm_refit:
-        refit_batchnorm(model, config, data, norm)
-    if not world.main:
-        world.barrier()  # rank 0 computes (and caches) the features first; the others then read them
-    inputs = build_inputs(config, model, data, norm)
-    if world.main:
-        world.barrier()
-    if train_subset is not None:
-        inputs["train"] = inputs["train"].select(train_subset)
-        train_rows = train_rows[inputs["train"].rows]
-        if len(inputs["train"]) == 0:
-            raise ValueError("the training subset is empty")
     train_inputs = inputs["train"]
-    if train_inputs.features is not None:
-        # heads on cached features: the same large gradient and activation blocks every step (131 MB
-        # per layer for 20 heads of 1,280), reused from the heap instead of mapped and page-faulted
-        # in again: 8,237 -> 21 faults and 368 -> 326 ms per step (1 thread, scripts/bench_heads.py)
-        serve_large_blocks_from_heap()
     train_counts, _ = node_frequencies(hierarchy, train_inputs.targets, train_inputs.mask)
     metric_counts = train_counts if reference_counts is None else np.asarray(reference_counts)
-    loss_fn = build_loss(
-        config.loss.name,
-        hierarchy,
-        train_inputs.targets,
-        train_inputs.mask,
-        uncertainty=config.loss.uncertainty,
-        weight_target=config.loss.weight_target,
-        omega=config.loss.omega,
-        frequency=config.loss.frequency,
-        focal_min=config.loss.focal_min,
-        k=config.loss.k,
-        reduction=config.loss.reduction,
-    ).to(device)
-    head_only = train_inputs.features is not None
-    net = model.head if head_only else model
-    if world.distributed:  # gradients averaged across ranks; checkpoints hold the unwrapped model
-        ids = [device.index] if device.type == "cuda" else None
-        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids, output_device=device.index)
-    optimiser = _optimiser(model, config, head_only)
-    scheduler = _scheduler(optimiser, config)
+    loss_fn = configured_loss(config, hierarchy, train_inputs).to(device)
+    net, optimiser, scheduler = _optimisation(config, model, train_inputs, world, device)
 
     start_epoch, best, best_state = 0, -math.inf, None
     if resume and save_checkpoints and (out / "last.pt").exists():
-        state = load_checkpoint(out / "last.pt")
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, best = state["epoch"] + 1, state["best_metric"]
-        log.info("resuming %s from epoch %d", out, start_epoch)
+        start_epoch, best = _resume(out / "last.pt", model, optimiser, scheduler)
 
-    record = {
-        "hierarchy": hierarchy.to_dict(),
-        "encoder": model.encoder.description,
-        "normalisation": norm,
-        "config": config_to_dict(config),
-        "train_indices": torch.as_tensor(train_rows),
-        "train_images": data.table.frame["image"].iloc[train_rows].tolist(),
-        "train_counts": torch.as_tensor(train_counts),
-        "metric_counts": torch.as_tensor(metric_counts),
-        "image_source": str(data.table.source),
-    }
+    record = _record(config, model, data, norm, train_rows, train_counts, metric_counts)
     checkpoints = Checkpoints(out, config.train.checkpoint_minutes)
     log_path = out / "log.csv"
     if start_epoch == 0 and log_path.exists() and world.main:
@@ -453,23 +395,23 @@ def _train(
         best = max(best, score)
         if not save_checkpoints:
             if improved or best_state is None:
-                best_state = {"epoch": epoch, "model": _clone(model.state_dict())}
+                best_state = {"epoch": epoch, "model": clone_weights(model.state_dict())}
             _append_csv(log_path, _log_row(epoch, train_loss, started, improved, metrics))
             continue
         flush = checkpoints.due() or stopping or epoch + 1 == config.train.epochs
         if improved:
             checkpoints.note_best(epoch, model, metrics, best, copy=not flush)
         if flush:
-            state = {
-                **record,
-                "model": model.state_dict(),
-                "optimiser": optimiser.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "epoch": epoch,
-                "best_metric": best,
-                "metrics": metrics,
-            }
-            checkpoints.write(state, record)
+            state = dataclasses.replace(
+                record,
+                model=model.state_dict(),
+                optimiser=optimiser.state_dict(),
+                scheduler=scheduler.state_dict(),
+                epoch=epoch,
+                best_metric=best,
+                metrics=metrics,
+            )
+            checkpoints.write(state)
         _append_csv(log_path, _log_row(epoch, train_loss, started, improved, metrics))
         log.info("epoch %d: loss %.4f, val AU(PRC) %.4f", epoch, train_loss, metrics["au_prc"])
         if stopping:
@@ -482,41 +424,90 @@ def _train(
     return results
 
 
-class Checkpoints:
-    """``last.pt`` (everything to resume) and ``best.pt`` (the best epoch's weights), written at most
-    every ``minutes`` (0: every epoch) and at the end, so that large heads do not spend their epochs
-    writing files: 20 heads of 1,280 units hold 67M parameters, 800 MB with the optimiser's state, and
-    on an H200 writing it every epoch took 1.21 s against 0.12 s of training steps
-    (``scripts/bench_head_epoch.py --device cuda``).  A best epoch between two writes is kept in memory
-    (a copy of its weights) until the next write; an interrupted run resumes from the last write, with
-    the best checkpoint of that moment."""
-
-    def __init__(self, out: Path, minutes: float) -> None:
-        self.out, self.seconds = out, 60.0 * minutes
-        self.written_at = time.monotonic()
-        self.best: dict | None = None
-
-    def due(self) -> bool:
-        return self.seconds <= 0 or time.monotonic() - self.written_at >= self.seconds
-
-    def note_best(self, epoch: int, model, metrics: dict, best_metric: float, copy: bool) -> None:
-        """Remember the best epoch; ``copy`` its weights unless this epoch is written anyway."""
-        weights = _clone(model.state_dict()) if copy else None
-        self.best = {"epoch": epoch, "model": weights, "metrics": metrics, "best_metric": best_metric}
-
-    def write(self, state: dict, record: dict) -> None:
-        save_checkpoint(state, self.out / "last.pt")
-        if self.best is not None:
-            if self.best["epoch"] == state["epoch"]:
-                keep_copy(self.out / "last.pt", self.out / "best.pt")
-            else:  # weights only: best.pt is for inference, last.pt for resuming
-                save_checkpoint({**record, **self.best}, self.out / "best.pt")
-            self.best = None
-        self.written_at = time.monotonic()
+def _prepare(config: RunConfig, device, world: World, data: PreparedData | None, train_subset):
+    """The data, the model on its device, the input normalisation, every split's inputs (features
+    when the encoder is frozen and cached) and the training rows (of ``train_subset`` when given)."""
+    data = data if data is not None else prepare_data(config.data, config.train.seed)
+    model = build_model(config, data.hierarchy).to(device)
+    if config.train.channels_last:
+        model.encoder.to(memory_format=torch.channels_last)
+    train_rows = data.splits["train"]
+    norm = normalisation(config, model, data.table.frame["image"].iloc[train_rows].tolist())
+    if config.encoder.batchnorm_refit:
+        refit_batchnorm(model, config, data, norm)
+    if not world.main:
+        world.barrier()  # rank 0 computes (and caches) the features first; the others then read them
+    inputs = build_inputs(config, model, data, norm)
+    if world.main:
+        world.barrier()
+    if train_subset is not None:
+        inputs["train"] = inputs["train"].select(train_subset)
+        train_rows = train_rows[inputs["train"].rows]
+        if len(inputs["train"]) == 0:
+            raise ValueError("the training subset is empty")
+    return data, model, norm, inputs, train_rows
 
 
-def _clone(state: dict) -> dict:
-    return {key: value.detach().clone() for key, value in state.items()}
+def configured_loss(config: RunConfig, hierarchy, train_inputs: Inputs):
+    """The configured loss, its node weights from the training rows' labels."""
+    return build_loss(
+        config.loss.name,
+        hierarchy,
+        train_inputs.targets,
+        train_inputs.mask,
+        uncertainty=config.loss.uncertainty,
+        weight_target=config.loss.weight_target,
+        omega=config.loss.omega,
+        frequency=config.loss.frequency,
+        focal_min=config.loss.focal_min,
+        k=config.loss.k,
+        reduction=config.loss.reduction,
+    )
+
+
+def _optimisation(config: RunConfig, model, train_inputs: Inputs, world: World, device):
+    """What a step trains (the heads alone on cached features; wrapped for DDP under torchrun), the
+    optimiser and the learning-rate schedule."""
+    head_only = train_inputs.features is not None
+    if head_only:
+        # heads on cached features: the same large gradient and activation blocks every step (131 MB
+        # per layer for 20 heads of 1,280), reused from the heap instead of mapped and page-faulted
+        # in again: 8,237 -> 21 faults and 368 -> 326 ms per step (1 thread, scripts/bench_heads.py)
+        serve_large_blocks_from_heap()
+    net = model.head if head_only else model
+    if world.distributed:  # gradients averaged across ranks; checkpoints hold the unwrapped model
+        ids = [device.index] if device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids, output_device=device.index)
+    optimiser = _optimiser(model, config, head_only)
+    return net, optimiser, _scheduler(optimiser, config)
+
+
+def _resume(last: Path, model, optimiser, scheduler) -> tuple[int, float]:
+    """Load ``last.pt``'s weights and optimiser and scheduler states; the next epoch and the best score."""
+    state = read_model(last)
+    model.load_state_dict(state.model)
+    optimiser.load_state_dict(state.optimiser)
+    scheduler.load_state_dict(state.scheduler)
+    log.info("resuming %s from epoch %d", last.parent, state.epoch + 1)
+    return state.epoch + 1, state.best_metric
+
+
+def _record(
+    config: RunConfig, model, data: PreparedData, norm: dict, train_rows, train_counts, metric_counts
+):
+    """The checkpoint record every epoch's ``last.pt`` and ``best.pt`` share (weights added per write)."""
+    return ModelCheckpoint(
+        hierarchy=data.hierarchy.to_dict(),
+        encoder=model.encoder.description,
+        normalisation=norm,
+        config=config_to_dict(config),
+        model={},
+        train_indices=torch.as_tensor(train_rows),
+        train_images=data.table.frame["image"].iloc[train_rows].tolist(),
+        train_counts=torch.as_tensor(train_counts),
+        metric_counts=torch.as_tensor(metric_counts),
+        image_source=str(data.table.source),
+    )
 
 
 def _log_row(epoch: int, train_loss: float, started: float, improved: bool, metrics: dict) -> dict:
@@ -528,87 +519,6 @@ def _log_row(epoch: int, train_loss: float, started: float, improved: bool, metr
     }
     row.update({f"val_{k}": metrics[k] for k in ("au_prc", "f1_all", "recall_all", "rare_node_recall")})
     return row
-
-
-def finish(
-    model,
-    inputs,
-    hierarchy,
-    train_counts,
-    data: PreparedData,
-    config: RunConfig,
-    out: Path,
-    best: dict | None = None,
-    node_counts: np.ndarray | None = None,
-) -> dict:
-    """Evaluate the best weights (``best``, or ``best.pt``) on validation and test, fit the decision
-    rule on validation (``config.decision``; stored in ``best.pt``), and write metrics.json (each split
-    at the fixed ``train.threshold`` and, as ``{split}_decided``, under the fitted rule) and nodes.csv
-    (whose ``train_positives`` are ``node_counts``, default ``train_counts``).
-
-    On images this scores the inference model that ``evaluate`` loads from the checkpoint
-    (:func:`~seabed_hmc.engine.setup.inference_model`: BatchNorm folded), so ``evaluate`` on the same
-    rows prints these numbers exactly; the per-epoch validation in ``log.csv`` scored the training
-    model, which can differ from them in the last digits."""
-    on_disk = best is None
-    best = best if best is not None else load_checkpoint(out / "best.pt")
-    model.load_state_dict(best["model"])
-    if any(split.images is not None for split in inputs.values()):
-        model = inference_model(config, hierarchy, best["model"]).to(device_of(model))
-    results = {"best_epoch": best["epoch"], "selection_metric": config.train.selection_metric}
-    scored = {
-        split: score_split(model, inputs[split], config, hierarchy, train_counts, data.problems)
-        for split in ("val", "test")
-        if split in inputs
-    }
-    decision = fit_run_decision(config, scored["val"], hierarchy)
-    results["decision"] = decision.describe()
-    if decision.calibration is not None:
-        results["calibration"] = calibration_report(decision, scored, hierarchy, out / "reliability.png")
-    for split, result in scored.items():
-        results[split] = result.metrics
-        results[f"{split}_decided"] = result.decided(decision, hierarchy, train_counts)
-    report_split = "test" if "test" in scored else "val"
-    counts = train_counts if node_counts is None else node_counts
-    report = scored[report_split].report(hierarchy, counts, config.train.threshold, decision)
-    report.to_csv(out / "nodes.csv", index=False)
-    save_scores(out / SCORES_FILE, scored, train_counts, hierarchy)  # re-scoring needs no model
-    if on_disk:  # the rule travels with the model
-        save_checkpoint({**best, "decision": decision.to_record()}, out / "best.pt")
-    problems = pd.DataFrame(data.problems, columns=["image", "reason"]).drop_duplicates()
-    results["skipped_images"] = len(problems)
-    if len(problems):
-        problems.to_csv(out / "problems.csv", index=False)
-        log.warning("%d images were skipped; see %s", len(problems), out / "problems.csv")
-    write_text_atomic(out / "metrics.json", json.dumps(results, indent=2))
-    return results
-
-
-def calibration_report(decision: Decision, scored: dict, hierarchy, figure: Path) -> dict:
-    """ECE before and after calibration per split, and the reliability diagram (``figure``)."""
-    report, curves = {"method": decision.calibration.method}, {}
-    for split, result in scored.items():
-        after = decision.probabilities(result.probabilities, hierarchy)
-        for name, values in (("before", result.probabilities.numpy()), ("after", after)):
-            report[f"ece_{split}_{name}"] = expected_calibration_error(
-                values, result.targets, result.mask, hierarchy
-            )
-            curves[f"{split}, {name}"] = (values, result.targets.numpy(), result.mask.numpy())
-    reliability_diagram(figure, curves, hierarchy)
-    return report
-
-
-def fit_run_decision(config: RunConfig, validation, hierarchy) -> Decision:
-    """The run's decision rule fit on its validation split; fixed at ``train.threshold`` (with a
-    warning saying why) when the split gives nothing to fit on."""
-    where = f"val: {len(validation.targets)} images"
-    try:
-        return fit_configured(
-            config.decision, validation.probabilities, validation.targets, validation.mask, hierarchy, where
-        )
-    except ValueError as error:
-        log.warning("decision rule not fitted (%s); predictions use the fixed threshold", error)
-        return fixed_decision(hierarchy, config.train.threshold)
 
 
 def _append_csv(path: Path, row: dict) -> None:
