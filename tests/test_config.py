@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import get_args
 
 import numpy as np
@@ -171,3 +172,32 @@ def test_tile_config_from_a_file_with_flags_on_top(tmp_path):
         load_tile_config(None, {"units": "metres"})
     with pytest.raises(ConfigError, match="scale"):
         TileConfig(scale=[0.0, 1.0, 2.0])
+
+
+def test_the_config_reference_lists_every_key_with_its_default():
+    """docs/config.md stays true: every key of a run config, of predict-tiles' settings and of a grid
+    file is in its tables, with the default the code has."""
+    import dataclasses
+    import re
+
+    from seabed_hmc.config import TileConfig
+    from seabed_hmc.engine.ablation import AblationConfig
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "config.md").read_text()
+    documented = {k: read_yaml(v) for k, v in re.findall(r"^\| `([\w.]+)` \| `([^`]*)` \|", text, re.M)}
+
+    def defaults(cls, prefix=""):
+        for f in dataclasses.fields(cls):
+            if f.name == "source":
+                continue  # set by the loader, not a key
+            value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            if dataclasses.is_dataclass(value) and prefix + f.name != "synthetic":
+                yield from defaults(type(value), f"{prefix}{f.name}.")
+            else:
+                yield prefix + f.name, value
+
+    expected = dict(defaults(RunConfig)) | dict(defaults(TileConfig)) | dict(defaults(AblationConfig))
+    assert sorted(set(expected) - set(documented)) == []  # keys the reference does not list
+    assert sorted(set(documented) - set(expected)) == []  # keys the code does not have
+    wrong = {k: (documented[k], v) for k, v in expected.items() if documented[k] != v}
+    assert wrong == {}
