@@ -10,6 +10,7 @@ status and time, and exit non-zero if any failed.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -23,6 +24,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per command")
     args = parser.parse_args()
     failed = []
+    # as after `. .venv/bin/activate` (README): the project's environment first on the PATH
+    env = dict(os.environ, PATH=f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
     for command in readme_commands(README):
         if command == "make test" and not args.with_tests:
             print(f"skipped  {command} (CI runs it; --with-tests to include it)")
@@ -30,7 +33,12 @@ def main() -> None:
         started = time.perf_counter()
         try:
             done = subprocess.run(
-                ["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=args.timeout
+                ["bash", "-c", command],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=args.timeout,
             )
             status = done.returncode
         except subprocess.TimeoutExpired:

@@ -22,8 +22,8 @@ import pandas as pd
 from seabed_hmc.atomic import write_text_atomic
 from seabed_hmc.config import ConfigError, load_config
 from seabed_hmc.decisions import fit_configured
-from seabed_hmc.engine.ablation import cell_folder
 from seabed_hmc.engine.evaluation import SCORES_FILE, load_scores
+from seabed_hmc.limited_data.grid import cell_folder
 from seabed_hmc.metrics import decision_metrics
 
 KEYS = ["encoder", "configuration", "level", "seed"]

@@ -126,8 +126,8 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _ablate(args: argparse.Namespace) -> int:
-    from seabed_hmc.ablation_report import write_report
-    from seabed_hmc.engine.ablation import load_ablation_config, parse_only, run_ablation
+    from seabed_hmc.limited_data.grid import load_ablation_config, parse_only, run_ablation
+    from seabed_hmc.limited_data.report import write_report
 
     config = load_ablation_config(args.config, args.set or [])
     only = parse_only(args.only or [])

@@ -12,11 +12,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from seabed_hmc.ablation_report import gain_trend, paired_gains, write_report
 from seabed_hmc.cli import main
 from seabed_hmc.config import ConfigError
 from seabed_hmc.data.synthetic import make_synthetic_seafloor
-from seabed_hmc.engine.ablation import build_cells, load_ablation_config, run_ablation
+from seabed_hmc.limited_data.grid import build_cells, load_ablation_config, run_ablation
+from seabed_hmc.limited_data.report import write_report
+from seabed_hmc.limited_data.statistics import gain_trend, paired_gains
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -262,7 +263,7 @@ def test_a_grid_whose_first_cells_all_fail_stops(seafloor, tmp_path):
 
 
 def test_only_runs_the_selected_cells_of_the_same_grid(seafloor, tmp_path):
-    from seabed_hmc.engine.ablation import parse_only
+    from seabed_hmc.limited_data.grid import parse_only
 
     config = load_ablation_config(grid(tmp_path, seafloor))
     out = tmp_path / "out"
@@ -296,7 +297,7 @@ def test_the_quick_grid_runs_end_to_end_on_a_reduced_set(tmp_path, capsys):
 
 
 def test_the_cell_digest_ignores_settings_left_at_their_defaults():
-    from seabed_hmc.engine.ablation import _non_default
+    from seabed_hmc.limited_data.grid import _non_default
 
     defaults = {"train": {"epochs": 20, "seed": 0}, "encoder": {"name": None, "batchnorm_refit": 0}}
     values = {"train": {"epochs": 40, "seed": 0}, "encoder": {"name": "resnet18", "batchnorm_refit": 0}}

@@ -19,8 +19,9 @@ LAYERS = [
     {"hierarchy"},
     {"constraint", "metrics", "data"},
     {"losses", "models", "calibration", "reporting"},
-    {"decisions", "ablation_report"},
+    {"decisions"},
     {"engine"},
+    {"limited_data"},
     {"demo", "cli", "__main__"},
 ]
 MAX_MODULE_LINES = 600

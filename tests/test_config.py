@@ -181,7 +181,7 @@ def test_the_config_reference_lists_every_key_with_its_default():
     import re
 
     from seabed_hmc.config import TileConfig
-    from seabed_hmc.engine.ablation import AblationConfig
+    from seabed_hmc.limited_data.grid import AblationConfig
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "config.md").read_text()
     documented = {k: read_yaml(v) for k, v in re.findall(r"^\| `([\w.]+)` \| `([^`]*)` \|", text, re.M)}

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seabed_hmc.data.subsets import fraction_subsets, per_leaf_subsets
 from seabed_hmc.hierarchy import Hierarchy
+from seabed_hmc.limited_data.subsets import fraction_subsets, per_leaf_subsets
 
 
 def tree() -> Hierarchy:

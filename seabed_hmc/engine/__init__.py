@@ -1,1 +1,1 @@
-"""Training, evaluation, inference, feature caching, tiles and the ablation grid."""
+"""Training, evaluation, inference, feature caching and tile prediction."""
