@@ -190,7 +190,7 @@ def checkpoint_name(name: str, method: str, seed: int, heads: int, overrides: st
     return f"{name}__{method}__seed{seed}__heads{heads}__{tag}.pt"
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the HMC_data folder")
     parser.add_argument("--datasets", nargs="+", default=["FUN"], help="names, or FUN / GO / others / all")
@@ -244,7 +244,11 @@ def main() -> None:
         action="store_true",
         help="run nothing: list the runs still to do and how far each one's checkpoint has got",
     )
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = _parser().parse_args()
 
     if args.checkpoint_every < 0:
         raise SystemExit(f"--checkpoint-every {args.checkpoint_every}: give seconds >= 0")
@@ -257,23 +261,19 @@ def main() -> None:
     overrides = parse_overrides(args.set)
     tag = overrides_text(overrides)
     done = finished_keys(args.out)
-    jobs = []
-    for seed in args.seeds:
-        for name in datasets:
-            settings = dataset_settings(config, name, args.heads, overrides)
-            for method in args.methods:
-                if (name, method, seed, heads_for(method, settings), tag) in done and not args.rerun:
-                    continue
-                jobs.append((name, method, seed, settings))
+    jobs = [
+        (name, method, seed, settings)
+        for seed in args.seeds
+        for name in datasets
+        for settings in [dataset_settings(config, name, args.heads, overrides)]
+        for method in args.methods
+        if args.rerun or (name, method, seed, heads_for(method, settings), tag) not in done
+    ]
     skipped = len(args.seeds) * len(datasets) * len(args.methods) - len(jobs)
     print(f"# {' '.join(sys.argv)}", flush=True)
     print(f"# {len(jobs)} runs to do, {skipped} already in {args.out}", flush=True)
     if args.status:
-        for name, method, seed, settings in jobs:
-            heads = heads_for(method, settings)
-            path = args.checkpoints / checkpoint_name(name, method, seed, heads, tag)
-            progress = checkpoint_progress(path, settings)
-            print(f"{name:14s} {method:18s} seed {seed}  heads {heads:2d}  {progress}")
+        _print_status(jobs, args.checkpoints, tag)
         return
     if args.rerun:
         print(f"# --rerun: {len(done)} finished rows in {args.out} may be replaced", flush=True)
@@ -306,23 +306,40 @@ def main() -> None:
         outcomes = ((futures[f], outcome(f)) for f in as_completed(futures))
     for job, row in outcomes:
         _, name, method, seed, *_ = job
-        if isinstance(row, Exception):  # report and go on: one failed run must not stop the study
-            print(f"FAILED {name} {method} seed {seed}: {type(row).__name__}: {row}", flush=True)
-            continue
+        before = None if isinstance(row, Exception) else done.get((name, method, seed, row["heads"], tag))
+        _print_outcome(job, row, before, start)
+
+
+def _print_status(jobs: list, checkpoints: Path, tag: str) -> None:
+    """The runs still to do and how far each one's checkpoint has got."""
+    for name, method, seed, settings in jobs:
+        heads = heads_for(method, settings)
+        progress = checkpoint_progress(
+            checkpoints / checkpoint_name(name, method, seed, heads, tag), settings
+        )
+        print(f"{name:14s} {method:18s} seed {seed}  heads {heads:2d}  {progress}")
+
+
+def _print_outcome(job: tuple, row: dict | Exception, before: float | None, start: float) -> None:
+    """One line per finished run; a failure is reported and the study goes on; a rerun whose AU(PRC)
+    differs from the row it replaces (``before``) is noted."""
+    _, name, method, seed, *_ = job
+    if isinstance(row, Exception):  # report and go on: one failed run must not stop the study
+        print(f"FAILED {name} {method} seed {seed}: {type(row).__name__}: {row}", flush=True)
+        return
+    print(
+        f"{name:14s} {method:18s} seed {seed}  AU(PRC) {row['au_prc']:.4f}  "
+        f"F1 {row['f1_all']:.4f}  rare recall {row['rare_node_recall']:.4f}  {row['seconds']:.0f} s"
+        f"  [{time.perf_counter() - start:.0f} s elapsed]"
+        + (f"  (resumed at epoch {row['resumed_from_epoch']})" if row.get("resumed_from_epoch") else ""),
+        flush=True,
+    )
+    if before is not None and not math.isclose(before, row["au_prc"], rel_tol=0, abs_tol=1e-9):
         print(
-            f"{name:14s} {method:18s} seed {seed}  AU(PRC) {row['au_prc']:.4f}  "
-            f"F1 {row['f1_all']:.4f}  rare recall {row['rare_node_recall']:.4f}  {row['seconds']:.0f} s"
-            f"  [{time.perf_counter() - start:.0f} s elapsed]"
-            + (f"  (resumed at epoch {row['resumed_from_epoch']})" if row.get("resumed_from_epoch") else ""),
+            f"# NOTE {name} {method} seed {seed}: the rerun's AU(PRC) {row['au_prc']:.6f} differs from "
+            f"the replaced row's {before:.6f} (not bit-reproducible on this machine?)",
             flush=True,
         )
-        before = done.get((name, method, seed, row["heads"], tag))
-        if before is not None and not math.isclose(before, row["au_prc"], rel_tol=0, abs_tol=1e-9):
-            print(
-                f"# NOTE {name} {method} seed {seed}: the rerun's AU(PRC) {row['au_prc']:.6f} differs from "
-                f"the replaced row's {before:.6f} (not bit-reproducible on this machine?)",
-                flush=True,
-            )
 
 
 def run_or_report(job: tuple) -> dict | Exception:

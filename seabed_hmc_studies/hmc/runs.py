@@ -61,6 +61,69 @@ def heads_for(method_name: str, settings: dict[str, Any]) -> int:
     return 1 if PRESETS[method(method_name).preset].heads == 1 else int(settings["heads"])
 
 
+def tabular_settings(settings: dict[str, Any], heads: int) -> TabularSettings:
+    """The tabular trainer's settings from a dataset's merged config entries."""
+    return TabularSettings(
+        hidden=int(settings["hidden"]),
+        epochs=int(settings["epochs"]),
+        learning_rate=float(settings["learning_rate"]),
+        heads=heads,
+        batch_size=int(settings["batch_size"]),
+        weight_decay=float(settings["weight_decay"]),
+        dropout=float(settings["dropout"]),
+        layers=int(settings["layers"]),
+        decay_per_head=bool(settings.get("decay_per_head", TabularSettings.decay_per_head)),
+    )
+
+
+def _flat_metrics(scores: dict[str, Any]) -> dict[str, Any]:
+    """The metrics as CSV columns: per-depth recalls folded into one JSON column each."""
+    row = {key: value for key, value in scores.items() if "_depth_" not in key}
+    for prefix in ("recall_depth_", "recall_supported_depth_"):
+        by_depth = {key.removeprefix(prefix): v for key, v in scores.items() if key.startswith(prefix)}
+        row[prefix.replace("_depth_", "_by_depth")] = json.dumps(by_depth)
+    return row
+
+
+def _splits(dataset: HMCDataset, fit_part: str):
+    """The preprocessed train and test arrays, and the held-out fit part (None for the published
+    protocol, ``fit_part="none"``)."""
+    if fit_part not in FIT_PARTS:
+        raise ValueError(f"fit_part {fit_part!r} does not exist; choose from {', '.join(FIT_PARTS)}")
+    if fit_part == "held_out":
+        return prepare_hmc_fit_splits(dataset)
+    return prepare_hmc_splits(dataset), None
+
+
+def _method_columns(spec, tabular: TabularSettings) -> dict[str, Any]:
+    """How the method ran: its uncertainty mode, weight target, heads, epochs and weight decay."""
+    return {
+        "uncertainty": spec.uncertainty or "",
+        "weight_target": spec.weight_target if PRESETS[spec.preset].node_weights else "",
+        "heads": tabular.heads,
+        "epochs": tabular.epochs,
+        "optimiser_weight_decay": tabular.optimiser_weight_decay,
+    }
+
+
+def _fingerprint(name: str, x_train, y_train, method_name: str, seed: int, settings: dict) -> str:
+    """What a saved training state must match to be resumed: the data's shape, the method, the seed and
+    every setting."""
+    record = {
+        "dataset": name,
+        "shape": [list(x_train.shape), list(y_train.shape)],
+        "method": method_name,
+        "seed": seed,
+        "settings": {key: settings[key] for key in sorted(settings)},
+    }
+    return json.dumps(record, default=str)
+
+
+def _store(path: Path, scored: dict, train_counts, hierarchy) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_scores(path, scored, train_counts, hierarchy)
+
+
 def run_one(
     dataset: HMCDataset,
     method_name: str,
@@ -90,14 +153,7 @@ def run_one(
     """
     spec = method(method_name)
     start = time.perf_counter()
-    fit_part = settings.get("fit_part", "none")
-    if fit_part not in FIT_PARTS:
-        raise ValueError(f"fit_part {fit_part!r} does not exist; choose from {', '.join(FIT_PARTS)}")
-    fit = None
-    if fit_part == "held_out":
-        splits, fit = prepare_hmc_fit_splits(dataset)
-    else:
-        splits = prepare_hmc_splits(dataset)
+    splits, fit = _splits(dataset, settings.get("fit_part", "none"))
     x_train, y_train, mask_train, x_test, y_test, mask_test = splits
     hierarchy = dataset.hierarchy
     heads = heads_for(method_name, settings)
@@ -108,37 +164,15 @@ def run_one(
         mask_train,
         uncertainty=spec.uncertainty,
         weight_target=spec.weight_target,
-        omega=settings["omega"],
-        frequency=settings["frequency"],
-        focal_min=settings["focal_min"],
-        k=settings["k"],
+        **{key: settings[key] for key in ("omega", "frequency", "focal_min", "k")},
     )
     indices = None
     if spec.oversample:
         indices = hros_indices(y_train.numpy(), hierarchy, budget=settings["hros_budget"], seed=seed)
-    tabular = TabularSettings(
-        hidden=int(settings["hidden"]),
-        epochs=int(settings["epochs"]),
-        learning_rate=float(settings["learning_rate"]),
-        heads=heads,
-        batch_size=int(settings["batch_size"]),
-        weight_decay=float(settings["weight_decay"]),
-        dropout=float(settings["dropout"]),
-        layers=int(settings["layers"]),
-        decay_per_head=bool(settings.get("decay_per_head", TabularSettings.decay_per_head)),
-    )
+    tabular = tabular_settings(settings, heads)
     saver = None
     if checkpoint is not None:
-        fingerprint = json.dumps(
-            {
-                "dataset": dataset.name,
-                "shape": [list(x_train.shape), list(y_train.shape)],
-                "method": spec.name,
-                "seed": seed,
-                "settings": {key: settings[key] for key in sorted(settings)},
-            },
-            default=str,
-        )
+        fingerprint = _fingerprint(dataset.name, x_train, y_train, spec.name, seed, settings)
         saver = TabularCheckpoint(checkpoint, fingerprint, every_s=checkpoint_every_s)
     model = train_tabular(
         x_train, y_train, mask_train, loss_fn, tabular, seed, indices, progress, saver, device=device
@@ -148,20 +182,15 @@ def run_one(
     train_counts, _ = node_frequencies(hierarchy, y_train, mask_train)
     if scores is not None:
         scored = {"test": SplitScore({}, probabilities, y_test, mask_test)}
-        if fit is not None:
+        if fit is not None:  # the held-out part a rule is fit on, as "val"
             scored["val"] = SplitScore({}, predict_tabular(model, fit.x, hierarchy)[0], fit.y, fit.mask)
-        Path(scores).parent.mkdir(parents=True, exist_ok=True)
-        save_scores(Path(scores), scored, train_counts, hierarchy)
+        _store(Path(scores), scored, train_counts, hierarchy)
     scores = evaluate_predictions(probabilities, y_test, mask_test, hierarchy, train_counts=train_counts)
-    row: dict[str, Any] = {
+    row = {
         "dataset": dataset.name,
         "method": spec.name,
         "seed": seed,
-        "uncertainty": spec.uncertainty or "",
-        "weight_target": spec.weight_target if PRESETS[spec.preset].node_weights else "",
-        "heads": heads,
-        "epochs": tabular.epochs,
-        "optimiser_weight_decay": tabular.optimiser_weight_decay,
+        **_method_columns(spec, tabular),
         "train_samples": len(x_train) if indices is None else len(indices),
         "test_samples": len(x_test),
         "evaluated_nodes": int(hierarchy.evaluated.sum()),
@@ -169,12 +198,7 @@ def run_one(
         "fit_samples": len(fit.x) if fit is not None else 0,
         "device": str(device),
     }
-    row.update({key: value for key, value in scores.items() if "_depth_" not in key})
-    for prefix in ("recall_depth_", "recall_supported_depth_"):
-        by_depth = {
-            key.removeprefix(prefix): value for key, value in scores.items() if key.startswith(prefix)
-        }
-        row[prefix.replace("_depth_", "_by_depth")] = json.dumps(by_depth)
+    row.update(_flat_metrics(scores))
     earlier = saver.seconds_before if saver is not None else 0.0
     row["seconds"] = round(time.perf_counter() - start + earlier, 2)
     row["resumed_from_epoch"] = saver.resumed_epoch if saver is not None else 0

@@ -88,6 +88,20 @@ class TabularCheckpoint:
             return None
         return state
 
+    def resume(self, model, optimiser, order: torch.Generator) -> int:
+        """Restore an unfinished piece of this run into ``model``, ``optimiser``, the global and the
+        shuffle generators; the epoch to start at (0 when there is nothing to resume)."""
+        state = self.load()
+        if state is None:
+            return 0
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        torch.set_rng_state(state["torch_rng"])
+        order.set_state(state["order_rng"])
+        self.seconds_before = float(state["seconds"])
+        self.resumed_epoch = int(state["epoch"])
+        return self.resumed_epoch
+
     def save(self, state: dict) -> None:
         save_checkpoint({**state, "fingerprint": self.fingerprint}, self.path)
 
@@ -141,16 +155,7 @@ def train_tabular(
     mask = None if mask is None else mask.to(device)
     order = torch.Generator().manual_seed(seed)
     rows = torch.arange(len(features)) if sample_indices is None else torch.as_tensor(sample_indices)
-    first_epoch = 0
-    state = checkpoint.load() if checkpoint is not None else None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        torch.set_rng_state(state["torch_rng"])
-        order.set_state(state["order_rng"])
-        first_epoch = int(state["epoch"])
-        checkpoint.seconds_before = float(state["seconds"])
-        checkpoint.resumed_epoch = first_epoch
+    first_epoch = checkpoint.resume(model, optimiser, order) if checkpoint is not None else 0
     last_save = time.perf_counter()
     model.train()
     epochs = tqdm(range(first_epoch, settings.epochs), desc="epochs", disable=not progress, leave=False)
