@@ -1,57 +1,9 @@
-"""Run every command of README.md in order, as written, from the project root; print each one's exit
-status and time, and exit non-zero if any failed.
+"""Run every command of README.md in order, as written, and say which failed (about 15 min on 2 cores).
 
-``make test`` is skipped unless ``--with-tests`` (it is what CI runs).  The commands need
-``../shared/data`` beside the project; ``make demo`` comes first because two of them use its outputs.
-
-    python scripts/check_readme.py                 # about 15 minutes on 2 CPU cores
+Thin entry point; the code: seabed_hmc_studies/readme.py.
 """
 
-from __future__ import annotations
-
-import argparse
-import os
-import subprocess
-import sys
-import time
-
-from seabed_hmc_studies.readme import README, ROOT, readme_commands
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--with-tests", action="store_true", help="also run make test")
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per command")
-    args = parser.parse_args()
-    failed = []
-    # as after `. .venv/bin/activate` (README): the project's environment first on the PATH
-    env = dict(os.environ, PATH=f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
-    for command in readme_commands(README):
-        if command == "make test" and not args.with_tests:
-            print(f"skipped  {command} (CI runs it; --with-tests to include it)")
-            continue
-        started = time.perf_counter()
-        try:
-            done = subprocess.run(
-                ["bash", "-c", command],
-                cwd=ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=args.timeout,
-            )
-            status = done.returncode
-        except subprocess.TimeoutExpired:
-            done, status = None, "timeout"
-        seconds = time.perf_counter() - started
-        print(f"{'ok' if status == 0 else 'FAILED':8} {command}  ({seconds:.0f} s)", flush=True)
-        if status != 0:
-            failed.append(command)
-            if done is not None:
-                print("  " + "\n  ".join((done.stdout + done.stderr).strip().splitlines()[-15:]))
-    print(f"{len(failed)} of the README's commands failed" if failed else "every README command ran")
-    sys.exit(1 if failed else 0)
-
+from seabed_hmc_studies.readme import main
 
 if __name__ == "__main__":
     main()

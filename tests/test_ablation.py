@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from seabed_hmc.data.synthetic import make_synthetic_seafloor
 from seabed_hmc.limited_data.grid import build_cells, load_ablation_config, run_ablation
 from seabed_hmc.limited_data.report import write_report
 from seabed_hmc.limited_data.statistics import gain_trend, paired_gains
+from seabed_hmc_studies import grid_rescore
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,7 +59,7 @@ def grid(tmp_path: Path, manifest: Path, **changes) -> Path:
     return path
 
 
-def test_grid_writes_cells_subsets_report_and_resumes(seafloor, tmp_path):
+def test_grid_writes_cells_subsets_report_and_resumes(seafloor, tmp_path, monkeypatch, capsys):
     config = load_ablation_config(grid(tmp_path, seafloor))
     out = tmp_path / "out"
     results = run_ablation(config, out, progress=False)
@@ -95,15 +95,16 @@ def test_grid_writes_cells_subsets_report_and_resumes(seafloor, tmp_path):
     for name in ("au_prc_vs_fraction", "rare_node_recall_vs_fraction", "recall_by_depth", "gain_vs_control"):
         assert (out / f"{name}.png").stat().st_size > 1000
     # the stored probabilities alone re-score every cell (scripts/grid_rescore.py)
-    rescore = [sys.executable, str(ROOT / "scripts" / "grid_rescore.py"), str(out)]
-    printed = subprocess.run(rescore, capture_output=True, text=True, check=True).stdout
-    assert "8 cells re-scored" in printed
+    monkeypatch.setattr(sys, "argv", ["grid_rescore.py", str(out)])
+    grid_rescore.main()
+    assert "8 cells re-scored" in capsys.readouterr().out
     keys = ["encoder", "configuration", "level", "seed"]
     rescored = pd.read_csv(out / "rescored.csv").merge(again, on=keys)
     gap = (rescored["decided_rare_node_recall_x"] - rescored["decided_rare_node_recall_y"]).abs()
     assert gap.max() < 0.05  # only probabilities quantised onto the other side of a threshold differ
-    bad = subprocess.run([*rescore, "--set", "decision.policy=best"], capture_output=True, text=True)
-    assert bad.returncode != 0 and "decision.policy" in bad.stderr and "'f1'" in bad.stderr
+    monkeypatch.setattr(sys, "argv", ["grid_rescore.py", str(out), "--set", "decision.policy=best"])
+    with pytest.raises(SystemExit, match="decision.policy.*'f1'"):
+        grid_rescore.main()
 
 
 def test_changed_settings_are_not_silently_reused(seafloor, tmp_path):

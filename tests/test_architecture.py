@@ -6,6 +6,7 @@ below, and that list may only shrink)."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -194,3 +195,23 @@ def test_the_check_sees_an_upward_import(tmp_path):
     targets = _imports("seabed_hmc.metrics", source, modules)
     assert targets == {"seabed_hmc.engine.train"}
     assert _layer(_unit("seabed_hmc.engine.train")) > _layer(_unit("seabed_hmc.metrics"))
+
+
+def test_scripts_are_thin_and_no_test_runs_one():
+    """A script is a docstring, imports and ``if __name__ == "__main__": main()``: its code lives in a
+    module that tests import.  No test loads or runs a file under scripts/."""
+    for path in sorted((ROOT / "scripts").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            if isinstance(node, ast.Expr | ast.Import | ast.ImportFrom) and (
+                not isinstance(node, ast.Expr) or isinstance(node.value, ast.Constant)
+            ):
+                continue
+            guard = isinstance(node, ast.If) and ast.unparse(node.test) == "__name__ == '__main__'"
+            assert guard and ast.unparse(node.body[0]) == "main()" and len(node.body) == 1, (
+                f"{path.name} line {node.lineno}: move this into a module under seabed_hmc_studies/"
+            )
+    for path in sorted(p for p in (ROOT / "tests").glob("*.py") if p.name != "test_architecture.py"):
+        code = path.read_text()
+        for pattern in (r"spec_from_file_location", r"runpy", r"[\"']scripts[\"']\s*/", r"scripts/\w+\.py\""):
+            assert not re.search(pattern, code), f"{path.name} loads a script ({pattern}); import its module"

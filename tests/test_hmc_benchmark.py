@@ -24,7 +24,6 @@ from seabed_hmc_studies.hmc.datasets import load_hmc_dataset
 from seabed_hmc_studies.hmc.runs import METHODS, heads_for, run_one
 from seabed_hmc_studies.hmc.tabular import TabularCheckpoint, TabularSettings, predict_tabular, train_tabular
 
-ROOT = Path(__file__).resolve().parents[1]
 LEAVES = ["01/01", "01/02", "02/01/01", "02/02"]
 HIERARCHY_LINE = "01,01/01,01/02,02,02/01,02/01/01,02/02"
 
@@ -209,7 +208,7 @@ def test_script_appends_rows_and_resumes(toy_data, tmp_path):
     config.write_text(yaml.safe_dump({"defaults": defaults, "datasets": {"toy_FUN": entry}}))
     out = tmp_path / "runs.csv"
     command = [
-        sys.executable, str(ROOT / "scripts" / "hmc_benchmark.py"), "--data", str(toy_data),
+        sys.executable, "-m", "seabed_hmc_studies.hmc.benchmark", "--data", str(toy_data),
         "--datasets", "FUN", "--methods", "control", "imbalance", "--seeds", "0", "1",
         "--config", str(config), "--out", str(out),
     ]  # fmt: skip
@@ -226,11 +225,11 @@ def test_script_appends_rows_and_resumes(toy_data, tmp_path):
     assert "0 runs to do, 4 already" in again.stdout
     pd.testing.assert_frame_equal(pd.read_csv(out), table)
     missing = subprocess.run(
-        [*command[:2], "--data", str(tmp_path / "nowhere")], capture_output=True, text=True
+        [*command[:3], "--data", str(tmp_path / "nowhere")], capture_output=True, text=True
     )
     assert missing.returncode != 0 and "is not a folder" in missing.stderr
     # an overridden setting is a different run: it is made, recorded, and resumed on its own key
-    changed = [*command[:7], "control", "--seeds", "0", *command[-4:], "--set", "weight_decay=1e-3"]
+    changed = [*command[:8], "control", "--seeds", "0", *command[-4:], "--set", "weight_decay=1e-3"]
     first = subprocess.run(changed, capture_output=True, text=True, check=True)
     assert "1 runs to do, 0 already" in first.stdout
     table = pd.read_csv(out, dtype={"overrides": str})
@@ -245,7 +244,7 @@ def test_script_appends_rows_and_resumes(toy_data, tmp_path):
     tampered = before.copy()
     tampered.loc[row, "au_prc"] = 0.123
     tampered.to_csv(out, index=False)
-    rerun = [*command[:7], "control", "--seeds", "1", *command[-4:], "--rerun"]
+    rerun = [*command[:8], "control", "--seeds", "1", *command[-4:], "--rerun"]
     result = subprocess.run(rerun, capture_output=True, text=True, check=True)
     assert "1 runs to do, 0 already" in result.stdout
     assert "differs from the replaced row's 0.123000" in result.stdout
@@ -308,8 +307,17 @@ def test_report_tables_and_statistics(tmp_path):
     )
     out = tmp_path / "hmc.md"
     out.write_text("# Notes kept\n\n<!-- tables:start -->\nold\n<!-- tables:end -->\n\nTail kept.\n")
-    script = str(ROOT / "scripts" / "hmc_report.py")
-    command = [sys.executable, script, "--runs", str(runs), "--config", str(config), "--out", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "seabed_hmc_studies.hmc.report",
+        "--runs",
+        str(runs),
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+    ]
     subprocess.run(command, check=True, capture_output=True)
     text = out.read_text()
     assert text.startswith("# Notes kept") and text.rstrip().endswith("Tail kept.") and "\nold\n" not in text
@@ -457,7 +465,7 @@ def test_run_one_resumes_and_the_script_removes_finished_checkpoints(toy_data, t
     config.write_text(yaml.safe_dump({"defaults": defaults, "datasets": {"toy_FUN": entry}}))
     out = tmp_path / "runs.csv"
     command = [
-        sys.executable, str(ROOT / "scripts" / "hmc_benchmark.py"), "--data", str(toy_data),
+        sys.executable, "-m", "seabed_hmc_studies.hmc.benchmark", "--data", str(toy_data),
         "--datasets", "toy_FUN", "--methods", "rare_node_gmu_neg", "--seeds", "0", "--config", str(config),
         "--out", str(out), "--checkpoints", str(folder), "--checkpoint-every", "0",
     ]  # fmt: skip

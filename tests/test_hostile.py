@@ -1,5 +1,5 @@
-"""The hostile-input corpus (tests/hostile.py) through the commands a user runs: every case ends in a
-clear error naming the file, row or key (exit status 2, no traceback), or in a reported skip."""
+"""The hostile-input corpus (seabed_hmc_studies/hostile.py) through the commands a user runs: every case
+ends in a clear error naming the file, row or key (exit status 2, no traceback), or in a reported skip."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import rasterio
 import yaml
 
 from seabed_hmc.cli import main
-from tests.hostile import CASES, make_corpus
+from seabed_hmc_studies.hostile import CASES, make_corpus
 
 
 @pytest.fixture(scope="module")

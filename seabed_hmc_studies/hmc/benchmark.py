@@ -39,12 +39,12 @@ import pandas as pd
 from seabed_hmc.config import ConfigError, parse_override, read_yaml
 from seabed_hmc.engine.checkpoint import CheckpointError, load_checkpoint
 from seabed_hmc.reporting import append_row
+from seabed_hmc_studies import ROOT, SHARED_DATA
 from seabed_hmc_studies.hmc.datasets import available_hmc_datasets, load_hmc_dataset
 from seabed_hmc_studies.hmc.runs import METHODS, heads_for, run_one
 
-ROOT = Path(__file__).resolve().parents[2]  # the repository
 DEFAULT_CONFIG = ROOT / "configs" / "hmc_benchmarks.yaml"
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "hmc_benchmarks" / "HMC_data"
+DEFAULT_DATA = SHARED_DATA / "hmc_benchmarks" / "HMC_data"
 KEY = ["dataset", "method", "seed", "heads", "overrides"]
 GROUPS = {
     "FUN": lambda name: name.endswith("_FUN"),

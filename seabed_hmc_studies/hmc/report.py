@@ -26,8 +26,8 @@ from seabed_hmc.reporting import (
     mean_table,
     write_between_markers,
 )
+from seabed_hmc_studies import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]  # the repository
 METRICS = {
     "au_prc": "AU(PRC)",
     "recall_all": "node recall",

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from seabed_hmc_studies import ROOT
+
 CASES = {
     # images: reported and skipped, or converted
     "images/truncated.jpg": "a JPEG cut in half",
@@ -145,3 +147,12 @@ def make_corpus(folder: str | Path) -> Path:
         "400000,6000008,Biota > Kelp\n500030,6000008,Biota > Kelp\n"
     )
     return folder
+
+
+def main() -> None:
+    """``python scripts/make_hostile_corpus.py [FOLDER]``: write the corpus and list its cases."""
+    import sys
+
+    folder = make_corpus(sys.argv[1] if len(sys.argv) > 1 else ROOT / "tests" / "hostile_corpus")
+    for name, what in CASES.items():
+        print(f"{folder / name}: {what}")
