@@ -162,11 +162,11 @@ def test_checkpoints_between_writes_keep_the_best_epoch_in_memory(tmp_path):
     with torch.no_grad():
         model.weight.add_(1.0)  # epoch 1 moves on without improving
     record = ModelCheckpoint(hierarchy={"nodes": ["h"]}, encoder={}, normalisation={}, config={}, model={})
-    epoch1 = dataclasses.replace(record, model=model.state_dict(), optimiser={"state": {}}, epoch=1)
+    epoch1 = dataclasses.replace(record, model=model.state_dict(), optimizer={"state": {}}, epoch=1)
     checkpoints.write(epoch1)
     last, best = read_model(tmp_path / "last.pt"), read_model(tmp_path / "best.pt")
     assert last.epoch == 1 and best.epoch == 0 and best.hierarchy == {"nodes": ["h"]}
-    assert last.optimiser == {"state": {}} and best.optimiser is None and best.best_metric == 0.5
+    assert last.optimizer == {"state": {}} and best.optimizer is None and best.best_metric == 0.5
     assert all(torch.equal(best.model[k], v) for k, v in best_weights.items())
     checkpoints.note_best(2, model, {}, 0.7, copy=False)  # written this epoch: best.pt is last.pt
     checkpoints.write(dataclasses.replace(record, model=model.state_dict(), epoch=2))
@@ -199,10 +199,12 @@ def test_the_decision_rule_travels_with_the_checkpoint(seafloor, tmp_path, capsy
     assert {"threshold", "threshold_source", "decided_recall", "fit_positives"} <= set(nodes.columns)
     # a format-1 checkpoint (from before decisions and typed records): loads, migrated, and decides at 0.5
     current = torch.load(out / "best.pt", weights_only=True)
-    old = {k: v for k, v in current.items() if k not in ("decision", "metric_counts")} | {"format_version": 1}
+    old = {k: v for k, v in current.items() if k not in ("decision", "metric_counts", "optimizer")}
+    old |= {"format_version": 1, "optimiser": {"state": {}}}  # version 1 spelt it so
     torch.save(old, tmp_path / "old.pt")
     migrated = read_model(tmp_path / "old.pt")
     assert migrated.decision is None and torch.equal(migrated.metric_counts, current["train_counts"])
+    assert migrated.optimizer == {"state": {}}
     evaluated = evaluate_checkpoint(tmp_path / "old.pt", seafloor, workers=0)
     assert evaluated["decision"] == "fixed 0.5"
     assert all(evaluated["decided"][k] == evaluated[k] for k in evaluated["decided"])

@@ -130,7 +130,7 @@ def test_decay_per_head_makes_each_head_train_like_a_single_model(monkeypatch, h
         for head in range(heads):
             torch.testing.assert_close(many[head], one[0], rtol=1e-4, atol=1e-5)
         assert (unscaled[0] - one[0]).abs().max() > 1e-3
-    assert TabularSettings(**common, heads=heads).optimiser_weight_decay == pytest.approx(0.05 / heads)
+    assert TabularSettings(**common, heads=heads).optimizer_weight_decay == pytest.approx(0.05 / heads)
 
 
 def test_allocator_tuning_applies_on_glibc():

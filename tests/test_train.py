@@ -274,7 +274,7 @@ def test_adam_l2_is_per_head_and_adamw_decay_is_not_scaled(optimizer):
     from types import SimpleNamespace
 
     from seabed_hmc.config import RunConfig
-    from seabed_hmc.engine.train import _optimiser
+    from seabed_hmc.engine.train import _optimizer
     from seabed_hmc.models import EnsembleHead
 
     config = RunConfig()
@@ -282,7 +282,7 @@ def test_adam_l2_is_per_head_and_adamw_decay_is_not_scaled(optimizer):
         config, train=dataclasses.replace(config.train, optimizer=optimizer, weight_decay=0.02)
     )
     model = SimpleNamespace(head=EnsembleHead(6, 5, heads=4, hidden=3), encoder=torch.nn.Linear(2, 2))
-    optimiser = _optimiser(model, config, head_only=False)
-    assert type(optimiser).__name__ == {"adam": "Adam", "adamw": "AdamW"}[optimizer]
+    built = _optimizer(model, config, head_only=False)
+    assert type(built).__name__ == {"adam": "Adam", "adamw": "AdamW"}[optimizer]
     heads = 0.005 if optimizer == "adam" else 0.02
-    assert [group["weight_decay"] for group in optimiser.param_groups] == [heads, 0.02]
+    assert [group["weight_decay"] for group in built.param_groups] == [heads, 0.02]

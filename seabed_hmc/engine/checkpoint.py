@@ -4,14 +4,15 @@ A trained model's checkpoint is a :class:`ModelCheckpoint`, written by :func:`wr
 by :func:`read_model` (the one place that knows its keys): model weights, the hierarchy (node names
 and parents), the encoder description and weight source, the input normalisation and size, the
 resolved config, the training rows and their node counts, the decision rule and a format version;
-``last.pt`` also holds the optimiser and scheduler states for resuming (every epoch re-seeds its
+``last.pt`` also holds the optimizer and scheduler states for resuming (every epoch re-seeds its
 generators from (seed, epoch), so resuming at an epoch boundary is exact).  Everything is plain
 tensors, numbers, strings, lists and dicts, so ``torch.load(weights_only=True)`` reads it: loading a
 checkpoint never executes code.  :func:`save_checkpoint` and :func:`load_checkpoint` are the raw,
 untyped layer under it (the HMC study's tabular runs keep their own records with them).
 
-Format versions: 1 (until issue 21): ``decision`` and ``metric_counts`` present only when set;
-2: every field of :class:`ModelCheckpoint` present (``decision`` None until one is fit).  Version-1
+Format versions: 1 (until issue 21): ``decision`` and ``metric_counts`` present only when set, the
+resume state under ``optimiser``; 2: every field of :class:`ModelCheckpoint` present (``decision`` None
+until one is fit), ``optimizer`` as the config spells it.  Version-1
 files are migrated when read (no rule: they predict at a fixed 0.5, as they always did).
 """
 
@@ -67,7 +68,7 @@ def load_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
     """Read a checkpoint with ``weights_only=True``; clear errors for missing or damaged files.
 
     ``mmap``: map the file instead of reading it (tensors are read when first used: loading a model
-    for inference then skips the optimiser's state, two thirds of a checkpoint's bytes)."""
+    for inference then skips the optimizer's state, two thirds of a checkpoint's bytes)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -107,7 +108,7 @@ class ModelCheckpoint:
     metric_counts: Any = None  # the counts that define rare nodes in the metrics (tensor)
     image_source: str = ""  # the manifest or folder trained from
     decision: dict | None = None  # Decision.to_record(), None: fixed 0.5
-    optimiser: dict | None = None  # last.pt only
+    optimizer: dict | None = None  # last.pt only
     scheduler: dict | None = None  # last.pt only
 
     def to_state(self) -> dict[str, Any]:
@@ -154,6 +155,8 @@ def migrate(state: dict[str, Any]) -> dict[str, Any]:
     if state.get("format_version") == 1:
         state.setdefault("decision", None)
         state.setdefault("metric_counts", state.get("train_counts"))
+        if "optimiser" in state:  # the config's word (train.optimizer) since version 2
+            state["optimizer"] = state.pop("optimiser")
         state["format_version"] = 2
     return state
 
@@ -171,7 +174,7 @@ def write_model(record: ModelCheckpoint, path: str | Path) -> None:
 class Checkpoints:
     """``last.pt`` (everything to resume) and ``best.pt`` (the best epoch's weights), written at most
     every ``minutes`` (0: every epoch) and at the end, so that large heads do not spend their epochs
-    writing files: 20 heads of 1,280 units hold 67M parameters, 800 MB with the optimiser's state, and
+    writing files: 20 heads of 1,280 units hold 67M parameters, 800 MB with the optimizer's state, and
     on an H200 writing it every epoch took 1.21 s against 0.12 s of training steps
     (``scripts/bench_head_epoch.py --device cuda``).  A best epoch between two writes is kept in memory
     (a copy of its weights) until the next write; an interrupted run resumes from the last write, with
@@ -197,7 +200,7 @@ class Checkpoints:
             if self.best["epoch"] == state.epoch:
                 keep_copy(self.out / "last.pt", self.out / "best.pt")
             else:  # weights only: best.pt is for inference, last.pt for resuming
-                best = dataclasses.replace(state, optimiser=None, scheduler=None, **self.best)
+                best = dataclasses.replace(state, optimizer=None, scheduler=None, **self.best)
                 write_model(best, self.out / "best.pt")
             self.best = None
         self.written_at = time.monotonic()

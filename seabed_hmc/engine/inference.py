@@ -55,7 +55,7 @@ def load_for_inference(
     with ``train.feature_cache``; its BatchNorm is then left unfolded, as when the features were
     first computed).  ``batch_size`` and ``workers`` override the run's; the run's batch size
     reproduces its numbers exactly."""
-    record = read_model(checkpoint, mmap=True)  # the optimiser's state is never read from disk
+    record = read_model(checkpoint, mmap=True)  # the optimizer's state is never read from disk
     hierarchy = record.built_hierarchy(str(checkpoint))
     config = record.run_config(str(checkpoint))
     config.train.progress = False
@@ -382,6 +382,6 @@ def calibrate_checkpoint(
     if out.suffix.lower() == ".json":
         write_text_atomic(out, json.dumps(decision.to_record(), indent=1))
     else:
-        full = read_model(checkpoint)  # with the optimiser's state, if the file has it
+        full = read_model(checkpoint)  # with the optimizer's state, if the file has it
         write_model(dataclasses.replace(full, decision=decision.to_record()), out)
     return decision

@@ -217,7 +217,7 @@ def load_model(
 ) -> tuple[HierarchicalClassifier, Hierarchy, ModelCheckpoint]:
     """The trained model (:func:`inference_model`), its hierarchy and the checkpoint record, from the
     checkpoint file alone."""
-    record = read_model(checkpoint, mmap=True)  # the optimiser's state is never read from disk
+    record = read_model(checkpoint, mmap=True)  # the optimizer's state is never read from disk
     hierarchy = record.built_hierarchy(str(checkpoint))
     model = inference_model(record.run_config(str(checkpoint)), hierarchy, record.model, fold)
     return model, hierarchy, record

@@ -133,7 +133,7 @@ def refit_batchnorm(model: HierarchicalClassifier, config: RunConfig, data: Prep
 def train_epoch(
     model,
     loss_fn,
-    optimiser,
+    optimizer,
     inputs: Inputs,
     config: RunConfig,
     epoch: int,
@@ -170,9 +170,9 @@ def train_epoch(
             logits = net(to_device(inputs.features[view[batch], batch], device))
             targets, mask = to_device(inputs.targets[batch], device), to_device(inputs.mask[batch], device)
             loss = loss_fn(logits, targets, mask)
-            optimiser.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimiser.step()
+            optimizer.step()
             total, batches = total + loss.item(), batches + 1
         return total / max(batches, 1)
     net = net if net is not None else model
@@ -203,9 +203,9 @@ def train_epoch(
             images = images.contiguous(memory_format=torch.channels_last)
         targets, mask = to_device(batch["targets"], device), to_device(batch["mask"], device)
         loss = loss_fn(net(images), targets, mask)
-        optimiser.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimiser.step()
+        optimizer.step()
         total, batches = total + loss.item(), batches + 1
     return total / max(batches, 1)
 
@@ -230,7 +230,7 @@ def _metric(value: float) -> float:
     return -math.inf if value is None or not math.isfinite(value) else value
 
 
-def _optimiser(model: HierarchicalClassifier, config: RunConfig, head_only: bool) -> torch.optim.Optimizer:
+def _optimizer(model: HierarchicalClassifier, config: RunConfig, head_only: bool) -> torch.optim.Optimizer:
     settings = config.train
     groups = [{"params": list(model.head.parameters()), "lr": settings.learning_rate}]
     encoder_parameters = [p for p in model.encoder.parameters() if p.requires_grad]
@@ -242,7 +242,7 @@ def _optimiser(model: HierarchicalClassifier, config: RunConfig, head_only: bool
             }
         )
     # The fused kernels update every parameter in one pass: for the 20 x 3.3M-parameter heads of a
-    # MobileNetV2 run the optimiser step is ~10x faster than torch's default (scripts/bench_training.py).
+    # MobileNetV2 run the optimizer step is ~10x faster than torch's default (scripts/bench_training.py).
     fused = all(p.dtype.is_floating_point for group in groups for p in group["params"])
     if settings.optimizer == "adamw":
         return torch.optim.AdamW(groups, weight_decay=settings.weight_decay, fused=fused)
@@ -257,11 +257,11 @@ def _optimiser(model: HierarchicalClassifier, config: RunConfig, head_only: bool
     raise ValueError(f"train.optimizer must be adamw or adam, got {settings.optimizer!r}")
 
 
-def _scheduler(optimiser, config: RunConfig):
+def _scheduler(optimizer, config: RunConfig):
     if config.train.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(config.train.epochs, 1))
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.train.epochs, 1))
     if config.train.scheduler == "none":
-        return torch.optim.lr_scheduler.LambdaLR(optimiser, lambda _: 1.0)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     raise ValueError(f"train.scheduler must be cosine or none, got {config.train.scheduler!r}")
 
 
@@ -361,11 +361,11 @@ def _train(
     train_counts, _ = node_frequencies(hierarchy, train_inputs.targets, train_inputs.mask)
     metric_counts = train_counts if reference_counts is None else np.asarray(reference_counts)
     loss_fn = configured_loss(config, hierarchy, train_inputs).to(device)
-    net, optimiser, scheduler = _optimisation(config, model, train_inputs, world, device)
+    net, optimizer, scheduler = _optimisation(config, model, train_inputs, world, device)
 
     start_epoch, best, best_state = 0, -math.inf, None
     if resume and save_checkpoints and (out / "last.pt").exists():
-        start_epoch, best = _resume(out / "last.pt", model, optimiser, scheduler)
+        start_epoch, best = _resume(out / "last.pt", model, optimizer, scheduler)
 
     record = _record(config, model, data, norm, train_rows, train_counts, metric_counts)
     checkpoints = Checkpoints(out, config.train.checkpoint_minutes)
@@ -376,7 +376,7 @@ def _train(
         seed_everything(config.train.seed, epoch + 1)
         started = time.perf_counter()
         train_loss = train_epoch(
-            model, loss_fn, optimiser, train_inputs, config, epoch, data.problems, net, world
+            model, loss_fn, optimizer, train_inputs, config, epoch, data.problems, net, world
         )
         scheduler.step()
         stopping = (
@@ -405,7 +405,7 @@ def _train(
             state = dataclasses.replace(
                 record,
                 model=model.state_dict(),
-                optimiser=optimiser.state_dict(),
+                optimizer=optimizer.state_dict(),
                 scheduler=scheduler.state_dict(),
                 epoch=epoch,
                 best_metric=best,
@@ -467,7 +467,7 @@ def configured_loss(config: RunConfig, hierarchy, train_inputs: Inputs):
 
 def _optimisation(config: RunConfig, model, train_inputs: Inputs, world: World, device):
     """What a step trains (the heads alone on cached features; wrapped for DDP under torchrun), the
-    optimiser and the learning-rate schedule."""
+    optimizer and the learning-rate schedule."""
     head_only = train_inputs.features is not None
     if head_only:
         # heads on cached features: the same large gradient and activation blocks every step (131 MB
@@ -478,15 +478,15 @@ def _optimisation(config: RunConfig, model, train_inputs: Inputs, world: World, 
     if world.distributed:  # gradients averaged across ranks; checkpoints hold the unwrapped model
         ids = [device.index] if device.type == "cuda" else None
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids, output_device=device.index)
-    optimiser = _optimiser(model, config, head_only)
-    return net, optimiser, _scheduler(optimiser, config)
+    optimizer = _optimizer(model, config, head_only)
+    return net, optimizer, _scheduler(optimizer, config)
 
 
-def _resume(last: Path, model, optimiser, scheduler) -> tuple[int, float]:
-    """Load ``last.pt``'s weights and optimiser and scheduler states; the next epoch and the best score."""
+def _resume(last: Path, model, optimizer, scheduler) -> tuple[int, float]:
+    """Load ``last.pt``'s weights and optimizer and scheduler states; the next epoch and the best score."""
     state = read_model(last)
     model.load_state_dict(state.model)
-    optimiser.load_state_dict(state.optimiser)
+    optimizer.load_state_dict(state.optimizer)
     scheduler.load_state_dict(state.scheduler)
     log.info("resuming %s from epoch %d", last.parent, state.epoch + 1)
     return state.epoch + 1, state.best_metric

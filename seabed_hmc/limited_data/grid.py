@@ -68,7 +68,7 @@ class SubsetConfig:
     fractions: list[float] | None = None  # e.g. [0.05, 0.1, 0.25, 0.5, 1.0]
     per_leaf: list[int] | None = None  # or: k positive examples per leaf node
     min_positives: int = 1  # fraction mode: positives every node keeps, where possible
-    # Small subsets take fewer optimiser steps per epoch.  1 keeps train.epochs at every level; a value
+    # Small subsets take fewer optimizer steps per epoch.  1 keeps train.epochs at every level; a value
     # above 1 multiplies the epochs by (full training rows / subset rows), at most by this factor, so
     # small subsets are not simply under-trained.
     max_epoch_scale: float = 1.0

@@ -1,7 +1,7 @@
 """Benchmark: one training epoch of heads on cached features, 20 heads against 1, on the same features.
 
 What ``train`` does per epoch with a frozen encoder and the feature cache, piece by piece, with the
-library's own functions: the optimiser steps over the training split (``train_epoch``: forward, the
+library's own functions: the optimizer steps over the training split (``train_epoch``: forward, the
 loss, backward, fused AdamW), the validation pass (``score_split``) and the checkpoints
 (``Checkpoints``: every epoch counted as a new best, the most copying), once writing them every epoch
 (``train.checkpoint_minutes: 0``, the earlier behaviour) and once at the default (at most once a minute;
@@ -75,21 +75,21 @@ def epoch_parts(heads: int, minutes: float, args, hierarchy, split) -> dict:
     train = split["train"]
     loss = build_loss(name, hierarchy, train.targets, train.mask, uncertainty=None if heads == 1 else "bbma")
     loss = loss.to(args.device)
-    optimiser = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=1e-4, fused=True)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=1e-4, fused=True)
     counts, _ = node_frequencies(hierarchy, train.targets, train.mask)
     times = {"steps": [], "validation": [], "checkpoint": []}
     with tempfile.TemporaryDirectory() as folder:
         checkpoints = Checkpoints(Path(folder), minutes)
         for epoch in range(args.epochs + 1):
             started = time.perf_counter()
-            train_epoch(model, loss, optimiser, train, config, epoch, [])
+            train_epoch(model, loss, optimizer, train, config, epoch, [])
             stepped = synchronised(args.device)
             score_split(model, split["val"], config, hierarchy, counts)
             validated = synchronised(args.device)
             # as train() does, counting every epoch as a new best (the most copying)
             checkpoints.note_best(epoch, head, {}, 0.0, copy=not checkpoints.due())
             if checkpoints.due():
-                state = {"model": head.state_dict(), "optimiser": optimiser.state_dict(), "epoch": epoch}
+                state = {"model": head.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch}
                 checkpoints.write(state, {})
             saved = synchronised(args.device)
             if epoch:  # the first epoch warms up the allocator and the kernels

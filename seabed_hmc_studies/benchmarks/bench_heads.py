@@ -50,14 +50,14 @@ if variant == "permute":
 torch.manual_seed(0)
 torch.set_num_threads(threads)
 head = H.EnsembleHead(features, nodes, heads=heads)
-optimiser = torch.optim.AdamW(head.parameters(), lr=1e-3, fused=True)
+optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3, fused=True)
 x, y = torch.randn(64, features), (torch.rand(64, nodes) < 0.2).float()
 
 def step():
-    optimiser.zero_grad(set_to_none=True)
+    optimizer.zero_grad(set_to_none=True)
     out = head(x)
     torch.nn.functional.binary_cross_entropy_with_logits(out, y.expand_as(out)).backward()
-    optimiser.step()
+    optimizer.step()
 
 for _ in range(3):
     step()

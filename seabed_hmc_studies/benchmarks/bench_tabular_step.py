@@ -45,15 +45,15 @@ def measure(heads: int, mode: str, steps: int, arff: Path, features: int = 77, h
     h = hierarchy(arff)
     torch.manual_seed(0)
     head = EnsembleHead(features, len(h), heads=heads, hidden=hidden)
-    optimiser = torch.optim.Adam(head.parameters(), lr=1e-4, weight_decay=1e-5, fused=True)
+    optimizer = torch.optim.Adam(head.parameters(), lr=1e-4, weight_decay=1e-5, fused=True)
     targets, _ = h.encode([[h.nodes[i % len(h)]] for i in (5, 50, 100, 200)])
     loss_fn = build_loss("rare_node" if heads > 1 else "control", h, targets)
     inputs = torch.randn(4, features)
 
     def step() -> None:
-        optimiser.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         loss_fn(head(inputs), targets).backward()
-        optimiser.step()
+        optimizer.step()
 
     for _ in range(20):
         step()

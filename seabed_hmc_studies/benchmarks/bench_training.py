@@ -2,7 +2,7 @@
 
 1. Frozen encoder, ``--epochs`` epochs of head training on the training split: with the feature cache
    (features computed once, then epochs on tensors) vs recomputing the encoder's features every epoch.
-   Both include everything from the first image read to the last optimiser step.
+   Both include everything from the first image read to the last optimizer step.
 2. Trainable encoder: training throughput (images/s) through the full input pipeline (JPEG decode,
    augmentation, DataLoader workers) vs the same model and step on tensors already in memory.
 3. One head-training step of 20 heads on MobileNetV2-sized features (F = hidden = 1280, batch 64):
@@ -60,13 +60,13 @@ def make_model(table, freeze: bool, heads: int = 20) -> tuple[HierarchicalClassi
     return model, f"mobilenetv2_100 ({'ImageNet weights' if installed else 'random weights'})"
 
 
-def head_epoch(model, loss_fn, optimiser, features, targets, mask, batch_size: int) -> None:
+def head_epoch(model, loss_fn, optimizer, features, targets, mask, batch_size: int) -> None:
     model.head.train()
     for batch in torch.randperm(len(targets)).split(batch_size):
         loss = loss_fn(model.head(features[batch]), targets[batch], mask[batch])
-        optimiser.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimiser.step()
+        optimizer.step()
 
 
 def frozen_benchmark(table, epochs: int, batch_size: int, workers: int, scratch: Path, heads: int) -> dict:
@@ -77,21 +77,21 @@ def frozen_benchmark(table, epochs: int, batch_size: int, workers: int, scratch:
     options = {"batch_size": 64, "workers": workers, "channels_last": True}
 
     torch.manual_seed(0)
-    optimiser = torch.optim.AdamW(model.head.parameters(), lr=1e-3)
+    optimizer = torch.optim.AdamW(model.head.parameters(), lr=1e-3)
     start = time.perf_counter()
     cache = FeatureCache(scratch / f"cache{heads}")
     features, _, _ = cache.features(model, dataset, model.encoder.description, **options)
     for _ in range(epochs):
-        head_epoch(model, loss_fn, optimiser, features[0], table.targets, table.mask, batch_size)
+        head_epoch(model, loss_fn, optimizer, features[0], table.targets, table.mask, batch_size)
     cached = time.perf_counter() - start
 
     torch.manual_seed(0)
     model.head.reset_parameters()
-    optimiser = torch.optim.AdamW(model.head.parameters(), lr=1e-3)
+    optimizer = torch.optim.AdamW(model.head.parameters(), lr=1e-3)
     start = time.perf_counter()
     for _ in range(epochs):
         features, _ = extract_features(model, dataset, **options)
-        head_epoch(model, loss_fn, optimiser, features, table.targets, table.mask, batch_size)
+        head_epoch(model, loss_fn, optimizer, features, table.targets, table.mask, batch_size)
     recomputed = time.perf_counter() - start
     print(
         f"frozen {name}, {len(table)} images, {epochs} epochs, {heads} head(s), batch {batch_size}: "
@@ -105,13 +105,13 @@ def frozen_benchmark(table, epochs: int, batch_size: int, workers: int, scratch:
     }
 
 
-def train_steps(model, loss_fn, optimiser, batches) -> int:
+def train_steps(model, loss_fn, optimizer, batches) -> int:
     seen = 0
     for images, targets, mask in batches:
         loss = loss_fn(model(images.contiguous(memory_format=torch.channels_last)), targets, mask)
-        optimiser.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimiser.step()
+        optimizer.step()
         seen += len(targets)
     return seen
 
@@ -122,7 +122,7 @@ def pipeline_benchmark(table, steps: int, batch_size: int, workers: int) -> dict
     transform = build_transform(None, 224, model.encoder.mean, model.encoder.std, train=True)
     dataset = ImageDataset(table.paths, table.targets, table.mask, transform)
     loss_fn = build_loss("control", table.hierarchy)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
@@ -140,18 +140,18 @@ def pipeline_benchmark(table, steps: int, batch_size: int, workers: int) -> dict
             yield batch["image"], batch["targets"], batch["mask"]
 
     ready = [(b["image"], b["targets"], b["mask"]) for _, b in zip(range(2), loader, strict=False)]
-    train_steps(model, loss_fn, optimiser, (ready[i % 2] for i in range(3)))  # warm-up
+    train_steps(model, loss_fn, optimizer, (ready[i % 2] for i in range(3)))  # warm-up
 
     def on_tensors() -> float:
         start = time.perf_counter()
-        seen = train_steps(model, loss_fn, optimiser, (ready[i % len(ready)] for i in range(steps)))
+        seen = train_steps(model, loss_fn, optimizer, (ready[i % len(ready)] for i in range(steps)))
         return seen / (time.perf_counter() - start)
 
     # ready tensors measured before and after the pipeline; the faster of the two is the baseline,
     # so drift during the run cannot flatter the pipeline
     before = on_tensors()
     start = time.perf_counter()
-    seen = train_steps(model, loss_fn, optimiser, from_loader())
+    seen = train_steps(model, loss_fn, optimizer, from_loader())
     pipeline = seen / (time.perf_counter() - start)
     tensors = max(before, on_tensors())
     print(
@@ -165,14 +165,14 @@ def pipeline_benchmark(table, steps: int, batch_size: int, workers: int) -> dict
     }
 
 
-def optimiser_benchmark(nodes: int, heads: int = 20, steps: int = 6) -> dict:
+def optimizer_benchmark(nodes: int, heads: int = 20, steps: int = 6) -> dict:
     """Milliseconds per phase of one head step, default AdamW vs fused AdamW (same heads, same data)."""
     torch.manual_seed(0)
     head = EnsembleHead(1280, nodes, heads=heads)
     features, targets = torch.randn(64, 1280), (torch.rand(64, nodes) > 0.8).float()
     result = {}
     for fused in (False, True):
-        optimiser = torch.optim.AdamW(head.parameters(), lr=1e-3, fused=fused)
+        optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3, fused=fused)
         times = torch.zeros(3)
         for step in range(steps + 2):
             start = time.perf_counter()
@@ -180,22 +180,22 @@ def optimiser_benchmark(nodes: int, heads: int = 20, steps: int = 6) -> dict:
                 head(features), targets.expand(heads, -1, -1)
             )
             forward = time.perf_counter()
-            optimiser.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=True)
             loss.backward()
             backward = time.perf_counter()
-            optimiser.step()
+            optimizer.step()
             if step >= 2:  # two warm-up steps
                 times += torch.tensor([forward - start, backward - forward, time.perf_counter() - backward])
         name = "fused" if fused else "default"
         ms = (times / steps * 1000).tolist()
         print(
             f"head step, {heads} heads, F=hidden=1280, batch 64, AdamW {name}: forward {ms[0]:.0f} ms, "
-            f"backward {ms[1]:.0f} ms, optimiser {ms[2]:.0f} ms, total {sum(ms):.0f} ms",
+            f"backward {ms[1]:.0f} ms, optimizer {ms[2]:.0f} ms, total {sum(ms):.0f} ms",
             flush=True,
         )
-        result[f"optimiser_ms_{name}"] = ms[2]
+        result[f"optimizer_ms_{name}"] = ms[2]
         result[f"step_ms_{name}"] = sum(ms)
-    result["fused_optimiser_speedup"] = result["optimiser_ms_default"] / result["optimiser_ms_fused"]
+    result["fused_optimizer_speedup"] = result["optimizer_ms_default"] / result["optimizer_ms_fused"]
     result["fused_step_speedup"] = result["step_ms_default"] / result["step_ms_fused"]
     return result
 
@@ -223,7 +223,7 @@ def main() -> None:
                 table, args.epochs, args.batch_size, args.workers, Path(scratch), heads
             )
         summary |= pipeline_benchmark(table, args.steps, args.batch_size, args.workers)
-        summary |= optimiser_benchmark(len(table.hierarchy))
+        summary |= optimizer_benchmark(len(table.hierarchy))
     # The headline is the cache's effect with the first head count (1 by default: control), where the
     # encoder pass dominates; with 20 wide heads the head training itself dominates (reported beside it).
     figures = {"input_pipeline_ratio": round(summary.pop("input_pipeline_ratio"), 3)}

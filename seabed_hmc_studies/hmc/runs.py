@@ -102,7 +102,7 @@ def _method_columns(spec, tabular: TabularSettings) -> dict[str, Any]:
         "weight_target": spec.weight_target if PRESETS[spec.preset].node_weights else "",
         "heads": tabular.heads,
         "epochs": tabular.epochs,
-        "optimiser_weight_decay": tabular.optimiser_weight_decay,
+        "optimizer_weight_decay": tabular.optimizer_weight_decay,
     }
 
 

@@ -31,7 +31,7 @@ class TabularSettings:
 
     ``weight_decay`` is the L2 penalty of one head, as in the published single-head protocol.  The loss
     is a mean over heads, so each head's loss gradient is 1/H of what it would be alone, while Adam's
-    coupled L2 term is not: with ``decay_per_head`` (the default) the optimiser gets weight_decay / H,
+    coupled L2 term is not: with ``decay_per_head`` (the default) the optimizer gets weight_decay / H,
     which gives every head of an H-head ensemble the same loss-to-decay balance as a single-head run.
     Without it an ensemble is regularised H times harder than ``control`` (Adam is otherwise invariant
     to the loss scale); docs/results/hmc.md measures what that does.
@@ -48,7 +48,7 @@ class TabularSettings:
     decay_per_head: bool = True
 
     @property
-    def optimiser_weight_decay(self) -> float:
+    def optimizer_weight_decay(self) -> float:
         """The L2 coefficient handed to Adam."""
         return self.weight_decay / self.heads if self.decay_per_head else self.weight_decay
 
@@ -57,7 +57,7 @@ class TabularSettings:
 class TabularCheckpoint:
     """Where and how often :func:`train_tabular` saves its state, so a killed run resumes.
 
-    The file holds the model, the optimiser, both random streams (dropout and the shuffle) and the
+    The file holds the model, the optimizer, both random streams (dropout and the shuffle) and the
     epoch, so a resumed run is the same, bit for bit, as one that was never stopped.  ``fingerprint``
     names everything else the run depends on (data, method, settings); a file whose fingerprint
     differs is not resumed from (it is reported and replaced).  ``every_s`` is the least time between
@@ -88,14 +88,16 @@ class TabularCheckpoint:
             return None
         return state
 
-    def resume(self, model, optimiser, order: torch.Generator) -> int:
-        """Restore an unfinished piece of this run into ``model``, ``optimiser``, the global and the
+    def resume(self, model, optimizer, order: torch.Generator) -> int:
+        """Restore an unfinished piece of this run into ``model``, ``optimizer``, the global and the
         shuffle generators; the epoch to start at (0 when there is nothing to resume)."""
         state = self.load()
         if state is None:
             return 0
         model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
+        optimizer.load_state_dict(
+            state["optimizer"] if "optimizer" in state else state["optimiser"]
+        )  # older files
         torch.set_rng_state(state["torch_rng"])
         order.set_state(state["order_rng"])
         self.seconds_before = float(state["seconds"])
@@ -142,10 +144,10 @@ def train_tabular(
         layers=settings.layers,
         dropout=settings.dropout,
     )
-    optimiser = torch.optim.Adam(
+    optimizer = torch.optim.Adam(
         model.parameters(),
         lr=settings.learning_rate,
-        weight_decay=settings.optimiser_weight_decay,
+        weight_decay=settings.optimizer_weight_decay,
         fused=True,
     )
     device = torch.device(device)
@@ -155,25 +157,25 @@ def train_tabular(
     mask = None if mask is None else mask.to(device)
     order = torch.Generator().manual_seed(seed)
     rows = torch.arange(len(features)) if sample_indices is None else torch.as_tensor(sample_indices)
-    first_epoch = checkpoint.resume(model, optimiser, order) if checkpoint is not None else 0
+    first_epoch = checkpoint.resume(model, optimizer, order) if checkpoint is not None else 0
     last_save = time.perf_counter()
     model.train()
     epochs = tqdm(range(first_epoch, settings.epochs), desc="epochs", disable=not progress, leave=False)
     for epoch in epochs:
         shuffled = rows[torch.randperm(len(rows), generator=order)].to(device)
         for batch in shuffled.split(settings.batch_size):
-            optimiser.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=True)
             logits = model(features[batch])
             loss = loss_fn(logits, targets[batch], None if mask is None else mask[batch])
             loss.backward()
-            optimiser.step()
+            optimizer.step()
         now = time.perf_counter()
         if checkpoint is not None and epoch + 1 < settings.epochs and now - last_save >= checkpoint.every_s:
             checkpoint.save(
                 {
                     "epoch": epoch + 1,
                     "model": model.state_dict(),
-                    "optimiser": optimiser.state_dict(),
+                    "optimizer": optimizer.state_dict(),
                     "torch_rng": torch.get_rng_state(),
                     "order_rng": order.get_state(),
                     "seconds": checkpoint.seconds_before + now - started,
