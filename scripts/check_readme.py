@@ -1,4 +1,4 @@
-"""Run every command of README.md in order, as written, and say which failed (about 15 min on 2 cores).
+"""Run every command of README.md in order, as written, and say which failed.
 
 Thin entry point; the code: seabed_hmc_studies/readme.py.
 """
