@@ -277,6 +277,7 @@ def test_only_runs_the_selected_cells_of_the_same_grid(seafloor, tmp_path):
         parse_only(["seed=a"])
 
 
+@pytest.mark.slow
 def test_the_quick_grid_runs_end_to_end_on_a_reduced_set(tmp_path, capsys):
     """configs/ablation_quick.yaml as shipped, reduced by grid overrides to a few cells."""
     config = ROOT / "configs" / "ablation_quick.yaml"

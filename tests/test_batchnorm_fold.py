@@ -1,4 +1,4 @@
-"""BatchNorm folding for inference (seabed_hmc/models/fold.py): same outputs, BatchNorm passes gone."""
+"""BatchNorm folding for inference (models/batchnorm_fold.py): the same outputs, the BatchNorm passes gone."""
 
 import copy
 
@@ -7,7 +7,7 @@ import timm
 import torch
 from torch import nn
 
-from seabed_hmc.models.fold import fold_batchnorm
+from seabed_hmc.models.batchnorm_fold import fold_batchnorm
 
 
 def _randomise_norms(model: nn.Module) -> nn.Module:

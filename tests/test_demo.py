@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 from seabed_hmc.data.manifest import read_manifest
@@ -33,6 +34,7 @@ def test_synthetic_seafloor_is_hierarchical_multilabel_and_imbalanced(tmp_path):
     assert pd.read_csv(again).labels.tolist() == frame.labels.tolist()  # reproducible
 
 
+@pytest.mark.slow
 def test_quick_demo_end_to_end(tmp_path, capsys):
     results = run_demo(tmp_path, quick=True)
     assert set(results) == {"control", "rare_node"}

@@ -53,6 +53,7 @@ def run(command: list[str], port: int | None = None) -> subprocess.CompletedProc
     return result
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_with_frozen_features(config_file, tmp_path):
     """Each rank takes half of every batch of 8 and DDP averages the gradients: with dropout 0 and equal
     halves the updates equal one process's (up to float summation order)."""
@@ -69,6 +70,7 @@ def test_two_processes_match_one_with_frozen_features(config_file, tmp_path):
     assert all((a[k].float() - b[k].float()).abs().max() < 1e-5 for k in a)
 
 
+@pytest.mark.slow
 def test_two_processes_train_a_trainable_encoder(config_file, tmp_path):
     """With a trainable encoder, BatchNorm sees each rank's half batch, so the runs differ slightly; the
     distributed one must train, select and write a loadable checkpoint like any other."""

@@ -275,9 +275,9 @@ def test_a_calibrated_rule_reports_its_ece_and_evaluate_reproduces_it(seafloor, 
 
 
 def test_scores_npz_holds_what_re_scoring_needs(seafloor, tmp_path):
+    from seabed_hmc.engine.data_and_model import prepare_data, transforms
     from seabed_hmc.engine.evaluation import load_scores, predict_inputs, split_inputs
     from seabed_hmc.engine.inference import load_for_inference
-    from seabed_hmc.engine.setup import prepare_data, transforms
 
     out = tmp_path / "run"
     train(config_for(seafloor, out, "encoder.freeze=true", "train.epochs=1"))

@@ -398,6 +398,7 @@ def test_class_codes_take_the_deepest_node_the_decision_predicts():
     assert class_codes(probability, hierarchy, rare)[0, 0] == 4  # d passes; c does not
 
 
+@pytest.mark.slow
 def test_torchrun_shards_tiles_and_matches_one_process(checkpoint, tmp_path):
     raster = collar_raster(tmp_path)
     args = [
@@ -967,12 +968,12 @@ def test_the_order_of_tiles_does_not_change_the_outputs(checkpoint, tmp_path, mo
 
 
 def test_large_blocks_are_reused_from_the_heap():
-    """predict-tiles turns glibc's mmap off for large blocks (engine/_memory.py): a 64 MB block freed
+    """predict-tiles turns glibc's mmap off for large blocks (engine/allocator.py): a 64 MB block freed
     and allocated again is then reused from the heap, not mapped afresh and page-faulted in."""
     import ctypes
     import resource
 
-    from seabed_hmc.engine._memory import _libc, serve_large_blocks_from_heap
+    from seabed_hmc.engine.allocator import _libc, serve_large_blocks_from_heap
 
     if not serve_large_blocks_from_heap():
         pytest.skip("not glibc")

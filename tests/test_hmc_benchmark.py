@@ -138,7 +138,7 @@ def test_allocator_tuning_applies_on_glibc():
     scripts/bench_tabular_step.py, not asserted in a timed test."""
     import platform
 
-    from seabed_hmc.engine._memory import keep_freed_memory
+    from seabed_hmc.engine.allocator import keep_freed_memory
 
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         pytest.skip("the allocator tuning applies to glibc only")
@@ -201,6 +201,7 @@ def test_every_method_is_buildable(toy_data):
         assert 0 <= run_one(dataset, name, seed=1, settings=quick)["au_prc"] <= 1
 
 
+@pytest.mark.slow
 def test_script_appends_rows_and_resumes(toy_data, tmp_path):
     config = tmp_path / "config.yaml"
     defaults = {k: v for k, v in SETTINGS.items() if k not in ("hidden", "epochs", "learning_rate")}
@@ -437,6 +438,7 @@ def test_a_checkpoint_of_another_run_or_a_torn_one_is_not_resumed(tmp_path, capl
             assert torch.equal(a, b)
 
 
+@pytest.mark.slow
 def test_run_one_resumes_and_the_script_removes_finished_checkpoints(toy_data, tmp_path, monkeypatch):
     dataset = load_hmc_dataset(toy_data, "toy_FUN")
     settings = {**SETTINGS, "hidden": 8, "epochs": 4}

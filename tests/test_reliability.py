@@ -81,6 +81,7 @@ def lines(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
+@pytest.mark.slow
 def test_training_killed_mid_run_resumes_to_the_same_weights(seafloor, tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(run_config(seafloor, tmp_path / "cache")))
@@ -100,6 +101,7 @@ def test_training_killed_mid_run_resumes_to_the_same_weights(seafloor, tmp_path)
     )
 
 
+@pytest.mark.slow
 def test_ablation_grid_killed_mid_run_resumes_to_the_same_table(seafloor, tmp_path):
     tree = {
         "run": {
@@ -129,6 +131,7 @@ def test_ablation_grid_killed_mid_run_resumes_to_the_same_table(seafloor, tmp_pa
     pd.testing.assert_frame_equal(a[key + metrics], b[key + metrics])
 
 
+@pytest.mark.slow
 def test_predict_tiles_killed_mid_run_resumes_to_the_same_maps(seafloor, tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(run_config(seafloor, tmp_path / "cache", epochs=1)))
@@ -175,6 +178,7 @@ def test_predict_tiles_killed_mid_run_resumes_to_the_same_maps(seafloor, tmp_pat
     assert len(tiles) == 400 and tiles["tile"].is_unique
 
 
+@pytest.mark.slow
 def test_predict_streams_in_chunks_with_the_same_output(seafloor, tmp_path):
     from seabed_hmc.engine.inference import predict_images
 

@@ -135,7 +135,7 @@ def test_evaluate_outside_root_suggests_flags_that_work(seafloor, tmp_path, caps
     capsys.readouterr()
     # the same mistake in a config: the remedy is a config key
     with surface(CONFIG), pytest.raises(ValueError) as raised:
-        from seabed_hmc.engine.setup import read_table
+        from seabed_hmc.engine.data_and_model import read_table
 
         read_table(load_config(None, [f"data.manifest={moved}"]).data)
     assert "set data.image_root in the config" in str(raised.value)

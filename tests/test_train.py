@@ -194,7 +194,7 @@ def test_load_model_uses_the_recorded_encoder_name(seafloor, tmp_path):
     """A config that named only a short weight name (encoder.name null) still rebuilds from the checkpoint."""
     from seabed_hmc.config import config_from_dict
     from seabed_hmc.engine.checkpoint import save_checkpoint
-    from seabed_hmc.engine.setup import build_model, load_model
+    from seabed_hmc.engine.data_and_model import build_model, load_model
 
     train(tiny_config(seafloor, tmp_path / "run", "train.epochs=1"))
     state = load_checkpoint(tmp_path / "run" / "best.pt")
