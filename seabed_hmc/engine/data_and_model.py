@@ -21,9 +21,9 @@ from seabed_hmc.data.transforms import build_transform
 from seabed_hmc.engine.checkpoint import ModelCheckpoint, read_model
 from seabed_hmc.hierarchy import Hierarchy, load_hierarchy
 from seabed_hmc.losses import PRESETS
+from seabed_hmc.models.batchnorm_fold import fold_batchnorm
 from seabed_hmc.models.classifier import HierarchicalClassifier, bf16_supported
 from seabed_hmc.models.encoders import build_encoder
-from seabed_hmc.models.fold import fold_batchnorm
 from seabed_hmc.models.heads import EnsembleHead
 
 log = logging.getLogger("seabed_hmc")
@@ -198,7 +198,7 @@ def inference_model(
     """The model that scores images after training, in ``train``'s final evaluation and in
     ``evaluate``/``predict`` alike (so both report the same numbers): ``weights`` loaded, eval mode,
     the encoder channels-last when the run trained that way, and with ``fold`` its BatchNorm layers
-    folded into their convolutions (:func:`~seabed_hmc.models.fold.fold_batchnorm`: the same outputs
+    folded into their convolutions (:func:`~seabed_hmc.models.batchnorm_fold.fold_batchnorm`: the same outputs
     up to rounding, MobileNetV2 ~1.3x faster on the CPU), so it must not be trained further or saved."""
     import torch
 

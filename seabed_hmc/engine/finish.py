@@ -21,9 +21,9 @@ from seabed_hmc.calibration import expected_calibration_error, reliability_diagr
 from seabed_hmc.config import RunConfig
 from seabed_hmc.decisions import Decision, fit_configured, fixed_decision
 from seabed_hmc.engine.checkpoint import read_model, write_model
+from seabed_hmc.engine.data_and_model import PreparedData, inference_model
 from seabed_hmc.engine.device import device_of
 from seabed_hmc.engine.evaluation import SCORES_FILE, save_scores, score_split
-from seabed_hmc.engine.setup import PreparedData, inference_model
 
 log = logging.getLogger("seabed_hmc")
 
@@ -45,7 +45,7 @@ def finish(
     (whose ``train_positives`` are ``node_counts``, default ``train_counts``).
 
     On images this scores the inference model that ``evaluate`` loads from the checkpoint
-    (:func:`~seabed_hmc.engine.setup.inference_model`: BatchNorm folded), so ``evaluate`` on the same
+    (:func:`~seabed_hmc.engine.data_and_model.inference_model`: BatchNorm folded), so ``evaluate`` on the same
     rows prints these numbers exactly; the per-epoch validation in ``log.csv`` scored the training
     model, which can differ from them in the last digits."""
     stored = read_model(out / "best.pt") if best is None else None

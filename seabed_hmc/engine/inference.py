@@ -31,10 +31,10 @@ from seabed_hmc.decisions import (
     stored_decision,
 )
 from seabed_hmc.engine.checkpoint import ModelCheckpoint, read_model, write_model
+from seabed_hmc.engine.data_and_model import inference_model, manifest_splits, transforms
 from seabed_hmc.engine.device import device_of, resolve_device, to_device
 from seabed_hmc.engine.evaluation import eval_loader, feature_cache, predict_inputs, score_split, split_inputs
 from seabed_hmc.engine.features import FeatureCache
-from seabed_hmc.engine.setup import inference_model, manifest_splits, transforms
 from seabed_hmc.hierarchy import Hierarchy
 from seabed_hmc.models.classifier import HierarchicalClassifier
 from seabed_hmc.models.heads import ensemble_probabilities

@@ -57,11 +57,11 @@ from seabed_hmc.data.geo import (
 )
 from seabed_hmc.decisions import Decision
 from seabed_hmc.engine import distributed
-from seabed_hmc.engine._memory import serve_large_blocks_from_heap, trim_freed_memory
+from seabed_hmc.engine.allocator import serve_large_blocks_from_heap, trim_freed_memory
 from seabed_hmc.engine.checkpoint import ModelCheckpoint
+from seabed_hmc.engine.data_and_model import load_model, transforms
 from seabed_hmc.engine.device import resolve_device, to_device
 from seabed_hmc.engine.inference import resolve_decision
-from seabed_hmc.engine.setup import load_model, transforms
 from seabed_hmc.engine.tile_maps import (
     TAB10,
     Accumulator,
@@ -239,7 +239,7 @@ def predict_tiles(
     device.
     """
     settings = dataclasses.replace(settings or TileConfig(), **changes)
-    serve_large_blocks_from_heap()  # no page faults for the model's large activations (_memory.py)
+    serve_large_blocks_from_heap()  # no page faults for the model's large activations (engine/allocator.py)
     started = time.perf_counter()
     out = Path(out)
     device = resolve_device(settings.device)
@@ -324,7 +324,7 @@ def _predict_batches(run: _TileRun, settings: TileConfig, device) -> tuple[int, 
             _append_rows(run.rows_path, _record_tiles(run, batch, use, scores))  # nothing stays in memory
             batches += 1
             if batches % 8 == 0:
-                trim_freed_memory()  # memory stays bounded however many tiles (engine/_memory.py)
+                trim_freed_memory()  # memory stays bounded however many tiles (engine/allocator.py)
             if batches % settings.save_every == 0:
                 _checkpoint_state(run, complete=False)
             if settings.stop_after is not None and batches >= settings.stop_after:

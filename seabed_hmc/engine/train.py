@@ -35,8 +35,15 @@ from seabed_hmc.atomic import write_text_atomic
 from seabed_hmc.config import RunConfig, config_to_dict, save_config
 from seabed_hmc.data.images import ImageDataset, collate_skip_bad
 from seabed_hmc.engine import distributed
-from seabed_hmc.engine._memory import serve_large_blocks_from_heap
+from seabed_hmc.engine.allocator import serve_large_blocks_from_heap
 from seabed_hmc.engine.checkpoint import Checkpoints, ModelCheckpoint, clone_weights, read_model
+from seabed_hmc.engine.data_and_model import (
+    PreparedData,
+    build_model,
+    normalisation,
+    prepare_data,
+    transforms,
+)
 from seabed_hmc.engine.device import device_of, resolve_device, to_device
 from seabed_hmc.engine.distributed import World
 from seabed_hmc.engine.evaluation import (
@@ -47,13 +54,6 @@ from seabed_hmc.engine.evaluation import (
     split_inputs,
 )
 from seabed_hmc.engine.finish import finish
-from seabed_hmc.engine.setup import (
-    PreparedData,
-    build_model,
-    normalisation,
-    prepare_data,
-    transforms,
-)
 from seabed_hmc.losses import build_loss, node_frequencies
 from seabed_hmc.models.classifier import HierarchicalClassifier
 

@@ -54,7 +54,7 @@ from seabed_hmc.config import (
     parse_override,
     read_yaml,
 )
-from seabed_hmc.engine.setup import PreparedData, prepare_data
+from seabed_hmc.engine.data_and_model import PreparedData, prepare_data
 from seabed_hmc.limited_data.subsets import Subsets, fraction_subsets, per_leaf_subsets
 from seabed_hmc.losses import node_frequencies
 from seabed_hmc.reporting import append_row

@@ -51,7 +51,7 @@ def fold_batchnorm(model: nn.Module) -> int:
     """Fold every eval-mode BatchNorm that directly follows a 2-D convolution into it, in place.
 
     Returns the number of layers folded (0 when the model does not trace). Outputs are unchanged up
-    to float rounding (tests/test_fold.py)."""
+    to float rounding (tests/test_batchnorm_fold.py)."""
     try:
         graph = _Tracer().trace(model)
     except Exception as error:  # any tracing failure (data-dependent control flow, ...): leave as is

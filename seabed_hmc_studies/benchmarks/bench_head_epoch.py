@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from seabed_hmc.config import RunConfig
-from seabed_hmc.engine._memory import serve_large_blocks_from_heap
+from seabed_hmc.engine.allocator import serve_large_blocks_from_heap
 from seabed_hmc.engine.checkpoint import Checkpoints
 from seabed_hmc.engine.evaluation import Inputs, score_split
 from seabed_hmc.engine.train import train_epoch

@@ -42,8 +42,8 @@ def permute_forward(self, features):
     return x
 
 variant, threads, heads, features, nodes, steps = sys.argv[1], *map(int, sys.argv[2:7])
-if variant.endswith("+heap"):  # what train() sets for heads on cached features (engine/_memory.py)
-    from seabed_hmc.engine._memory import serve_large_blocks_from_heap
+if variant.endswith("+heap"):  # what train() sets for heads on cached features (engine/allocator.py)
+    from seabed_hmc.engine.allocator import serve_large_blocks_from_heap
     serve_large_blocks_from_heap()
 if variant == "permute":
     H.EnsembleHead.forward = permute_forward

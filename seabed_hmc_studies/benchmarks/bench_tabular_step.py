@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from seabed_hmc.engine._memory import keep_freed_memory, serve_large_blocks_from_heap
+from seabed_hmc.engine.allocator import keep_freed_memory, serve_large_blocks_from_heap
 from seabed_hmc.hierarchy import Hierarchy
 from seabed_hmc.losses import build_loss
 from seabed_hmc.models import EnsembleHead

@@ -161,7 +161,7 @@ def model_only(checkpoint: Path, tiles: int, batch_size: int, tile: int) -> floa
     and forward pass as predict_tiles; the batch is prepared once, outside the timing)."""
     import torch
 
-    from seabed_hmc.engine._memory import serve_large_blocks_from_heap
+    from seabed_hmc.engine.allocator import serve_large_blocks_from_heap
     from seabed_hmc.engine.tiles import tile_model, tile_transform, to_model_input
     from seabed_hmc.models.heads import ensemble_probabilities
 

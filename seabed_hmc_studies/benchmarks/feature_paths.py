@@ -30,8 +30,8 @@ from seabed_hmc.data.synthetic import make_synthetic_seafloor
 from seabed_hmc.data.transforms import build_transform
 from seabed_hmc.engine.features import extract_features
 from seabed_hmc.models import EnsembleHead, build_encoder
+from seabed_hmc.models.batchnorm_fold import fold_batchnorm
 from seabed_hmc.models.classifier import HierarchicalClassifier
-from seabed_hmc.models.fold import fold_batchnorm
 from seabed_hmc_studies import SHARED_DATA
 
 CCR = SHARED_DATA / "ccr_benthic" / "manifest.csv"

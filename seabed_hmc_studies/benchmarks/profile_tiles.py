@@ -24,7 +24,7 @@ from seabed_hmc.data.geo import (
     resolve_bands,
     tile_grid,
 )
-from seabed_hmc.engine._memory import serve_large_blocks_from_heap
+from seabed_hmc.engine.allocator import serve_large_blocks_from_heap
 
 
 def main() -> None:

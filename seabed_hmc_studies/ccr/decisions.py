@@ -27,9 +27,9 @@ import pandas as pd
 from seabed_hmc.atomic import write_text_atomic
 from seabed_hmc.config import DecisionConfig
 from seabed_hmc.decisions import fit_configured
+from seabed_hmc.engine.data_and_model import prepare_data
 from seabed_hmc.engine.evaluation import SCORES_FILE, load_scores, save_scores
 from seabed_hmc.engine.inference import load_for_inference, score_rows
-from seabed_hmc.engine.setup import prepare_data
 from seabed_hmc.hierarchy import Hierarchy
 from seabed_hmc.metrics import decision_metrics, node_scores, rare_nodes
 from seabed_hmc.significance import paired_wilcoxon

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm  # not tqdm.auto: it iterates a DataLoader twice (two worker sets)
 
-from seabed_hmc.engine._memory import keep_freed_memory
+from seabed_hmc.engine.allocator import keep_freed_memory
 from seabed_hmc.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from seabed_hmc.hierarchy import Hierarchy
 from seabed_hmc.losses import RareNodeFocalLoss
