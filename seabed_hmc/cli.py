@@ -196,6 +196,32 @@ def _chips(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_points(args: argparse.Namespace) -> int:
+    from seabed_hmc.annotations.patches import import_points
+    from seabed_hmc.hierarchy import load_hierarchy
+
+    hierarchy = load_hierarchy(args.hierarchy) if args.hierarchy else None
+    counts = import_points(
+        args.export,
+        args.images,
+        args.out,
+        format=args.format,
+        label_map=args.label_map,
+        hierarchy=hierarchy,
+        size=args.size,
+        edge=args.edge,
+        unit=args.unit,
+        max_bad_fraction=args.max_bad_fraction,
+    )
+    print(json.dumps(counts))
+    out = Path(args.out)
+    print(f"manifest: {out / 'manifest.csv'}; skipped and why: {out / 'problems.csv'}")
+    if counts["unmapped_labels"]:
+        template = out / "label_map_template.csv"
+        print(f"labels to map: fill the path column of {template} and give it as --label-map")
+    return 0
+
+
 def _hierarchy(args: argparse.Namespace) -> int:
     from seabed_hmc.hierarchy import load_hierarchy
 
@@ -269,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(commands)
     _add_tiles(commands)
     _add_chips(commands)
+    _add_import_points(commands)
     _add_stats(commands)
     _add_hierarchy(commands)
     return parser
@@ -414,6 +441,30 @@ def _add_chips(commands) -> None:
     chips.add_argument("--max-invalid", type=float, default=0.5)
     chips.add_argument("--bands", type=int, nargs="+")
     chips.set_defaults(run=_chips)
+
+
+def _add_import_points(commands) -> None:
+    from seabed_hmc.annotations.patches import EDGE_POLICIES, UNITS
+    from seabed_hmc.annotations.points import FORMATS
+
+    command = commands.add_parser(
+        "import-points", help="point annotations (CoralNet export) -> patches and a manifest for train"
+    )
+    command.add_argument("--export", required=True, help="the annotation tool's export file")
+    command.add_argument("--images", required=True, help="the folder holding the annotated images")
+    command.add_argument("--out", required=True, help="folder for patches/, manifest.csv, problems.csv")
+    command.add_argument("--format", default="auto", choices=["auto", *FORMATS])
+    command.add_argument("--label-map", help="CSV label,path: the tool's label codes -> hierarchy paths")
+    command.add_argument("--hierarchy", help="check the mapped paths against this hierarchy file")
+    command.add_argument("--size", type=int, default=224, help="patch size in pixels around each point")
+    command.add_argument(
+        "--edge", default="shift", choices=EDGE_POLICIES, help="a patch over the image border"
+    )
+    command.add_argument("--unit", default="point", choices=UNITS, help="a patch per point, or per image")
+    command.add_argument(
+        "--max-bad-fraction", type=float, default=0.05, help="stop above this share of bad points"
+    )
+    command.set_defaults(run=_import_points)
 
 
 def _add_stats(commands) -> None:

@@ -18,7 +18,7 @@ PACKAGES = ("seabed_hmc", "seabed_hmc_studies")
 LAYERS = [
     {"_compat", "atomic", "remedies", "config", "significance"},
     {"hierarchy"},
-    {"constraint", "metrics", "data"},
+    {"constraint", "metrics", "data", "annotations"},
     {"losses", "models", "calibration", "reporting"},
     {"decisions"},
     {"engine"},

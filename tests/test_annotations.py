@@ -1,0 +1,169 @@
+"""Point annotations from annotation tools (CoralNet exports) into patches and a manifest train reads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from seabed_hmc.annotations.label_map import LabelMapError, read_label_map
+from seabed_hmc.annotations.patches import PointImportError, cut_patch, import_points
+from seabed_hmc.annotations.points import AnnotationFormatError, read_points_export
+from seabed_hmc.cli import main
+from seabed_hmc.data.manifest import read_manifest
+from seabed_hmc.hierarchy import from_paths
+
+PATHS = ["Biota > Algae > Kelp", "Biota > Algae", "Substrate > Sand"]
+
+
+def images(folder, sizes=(("a.png", 40, 30), ("b.png", 20, 16))):
+    """Images whose pixel (row, column) holds (row, column, image number): a patch shows its origin."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for number, (name, width, height) in enumerate(sizes):
+        rows, columns = np.mgrid[0:height, 0:width]
+        pixels = np.stack([rows, columns, np.full_like(rows, number + 1)], axis=-1).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / name)
+    return folder
+
+
+def coralnet_export(path, rows):
+    pd.DataFrame(rows, columns=["Name", "Row", "Column", "Label", "Annotator"]).to_csv(path, index=False)
+    return path
+
+
+def label_map(path, rows=(("KELP", PATHS[0]), ("ALG", PATHS[1]), ("SAND", PATHS[2]))):
+    pd.DataFrame(list(rows), columns=["label", "path"]).to_csv(path, index=False)
+    return path
+
+
+def test_a_coralnet_export_becomes_patches_a_manifest_and_its_problems(tmp_path):
+    folder = images(tmp_path / "images")
+    export = coralnet_export(
+        tmp_path / "annotations.csv",
+        [
+            ["a.png", 10, 12, "KELP", "ann"],
+            ["a.png", 0, 0, "SAND", "ann"],  # a corner: the patch is shifted inward
+            ["a.png", 10, 12, "ALG", "ann"],  # the same point again
+            ["a.png", 35, 5, "SAND", "ann"],  # row 35 of a 30-row image
+            ["a.png", "x1", 5, "SAND", "ann"],  # not a pixel position
+            ["b.png", 8, 10, "ALG", "robot"],
+            ["b.png", 3, 3, "CORAL", "ann"],  # not in the label map
+            ["gone.png", 1, 1, "SAND", "ann"],  # no such image
+        ],
+    )
+    counts = import_points(
+        export,
+        folder,
+        tmp_path / "out",
+        label_map=label_map(tmp_path / "map.csv"),
+        size=8,
+        max_bad_fraction=1,
+    )
+    assert counts == {
+        "format": "coralnet",
+        "points": 8,
+        "rows": 3,
+        "images": 3,
+        "problems": 5,
+        "unmapped_labels": {"CORAL": 1},
+    }
+    manifest = pd.read_csv(tmp_path / "out" / "manifest.csv")
+    assert manifest["labels"].tolist() == [PATHS[0], PATHS[2], PATHS[1]]
+    assert manifest[["source_image", "row", "column", "label", "Annotator"]].values.tolist() == [
+        ["a.png", 10, 12, "KELP", "ann"],
+        ["a.png", 0, 0, "SAND", "ann"],
+        ["b.png", 8, 10, "ALG", "robot"],
+    ]
+    first = np.asarray(Image.open(tmp_path / "out" / manifest["image"][0]))
+    assert first.shape == (8, 8, 3) and tuple(first[4, 4]) == (10, 12, 1)  # centred on the point
+    corner = np.asarray(Image.open(tmp_path / "out" / manifest["image"][1]))
+    assert tuple(corner[0, 0]) == (0, 0, 1)  # shifted inward: the image's own corner, no padding
+    reasons = pd.read_csv(tmp_path / "out" / "problems.csv")["reason"].tolist()
+    assert any("duplicate point at row 10, column 12" in r for r in reasons)
+    assert any("row 35, column 5 is outside the 40 x 30 image" in r for r in reasons)
+    assert any("row 'x1' is not a pixel position" in r for r in reasons)
+    assert any("label 'CORAL' is not in the label map" in r for r in reasons)
+    assert any("gone.png does not exist" in r for r in reasons)
+    template = pd.read_csv(tmp_path / "out" / "label_map_template.csv", keep_default_na=False)
+    assert template.iloc[-1].tolist() == ["CORAL", "1", ""] and len(template) == 4
+    # the manifest is what train reads
+    table = read_manifest(tmp_path / "out" / "manifest.csv")
+    assert len(table.frame) == 3 and "Biota > Algae > Kelp" in table.hierarchy
+
+
+def test_too_many_bad_points_stop_the_import_after_writing_the_reasons(tmp_path):
+    folder = images(tmp_path / "images")
+    rows = [["a.png", 5, 5, "SAND", "ann"], ["a.png", 99, 5, "SAND", "ann"]]
+    export = coralnet_export(tmp_path / "annotations.csv", rows)
+    with pytest.raises(PointImportError, match=r"1 of 2 points.*max_bad_fraction 0.05.*problems.csv"):
+        import_points(export, folder, tmp_path / "out", size=4)
+    assert "outside" in (tmp_path / "out" / "problems.csv").read_text()
+
+
+def test_one_row_per_image_holds_its_points_labels(tmp_path):
+    folder = images(tmp_path / "images")
+    rows = [["a.png", 1, 1, "KELP", ""], ["a.png", 2, 2, "SAND", ""], ["a.png", 3, 3, "KELP", ""]]
+    export = coralnet_export(tmp_path / "annotations.csv", rows)
+    import_points(export, folder, tmp_path / "out", label_map=label_map(tmp_path / "map.csv"), unit="image")
+    manifest = pd.read_csv(tmp_path / "out" / "manifest.csv")
+    assert manifest.values.tolist() == [["images/a.png", f"{PATHS[0]}|{PATHS[2]}", 3]]
+    assert (tmp_path / "out" / "images" / "a.png").read_bytes() == (folder / "a.png").read_bytes()
+
+
+@pytest.mark.parametrize("edge", ["shift", "pad", "skip"])
+def test_patches_match_a_brute_force_cut(edge):
+    """Every policy against a direct construction: pad = the image padded with zeros, then the window;
+    shift = the window moved inside; skip = None exactly when the window crosses the border."""
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        height, width, size = rng.integers(3, 20), rng.integers(3, 20), int(rng.integers(1, 12))
+        pixels = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+        row, column = int(rng.integers(0, height)), int(rng.integers(0, width))
+        top, left = row - size // 2, column - size // 2
+        crosses = top < 0 or left < 0 or top + size > height or left + size > width
+        patch = cut_patch(pixels, row, column, size, edge)
+        padded = np.pad(pixels, ((size, size), (size, size), (0, 0)))
+        window = padded[top + size : top + 2 * size, left + size : left + 2 * size]
+        if edge == "skip":
+            assert (patch is None) == crosses and (crosses or np.array_equal(patch, window))
+        elif edge == "pad" or not crosses or size > height or size > width:
+            assert np.array_equal(patch, window)
+        else:
+            t, l = min(max(top, 0), height - size), min(max(left, 0), width - size)
+            assert np.array_equal(patch, pixels[t : t + size, l : l + size])
+            assert t <= row < t + size and l <= column < l + size  # the point stays in its patch
+
+
+def test_label_map_errors_name_the_file_and_row(tmp_path):
+    hierarchy = from_paths(PATHS)
+    wrong = label_map(tmp_path / "wrong.csv", [("KELP", PATHS[0]), ("X", "Biota > Corals")])
+    with pytest.raises(LabelMapError, match=r"wrong.csv row 3: 'Biota > Corals' .* not a node"):
+        read_label_map(wrong, hierarchy)
+    twice = label_map(tmp_path / "twice.csv", [("KELP", PATHS[0]), ("KELP", PATHS[1])])
+    with pytest.raises(LabelMapError, match=r"twice.csv rows 2 and 3: label 'KELP' maps to both"):
+        read_label_map(twice)
+    partial = label_map(tmp_path / "partial.csv", [("KELP", PATHS[0]), ("SAND", "")])
+    assert read_label_map(partial, hierarchy) == {"KELP": PATHS[0]}  # an empty path leaves it unmapped
+
+
+def test_exports_that_are_not_coralnet_are_refused_with_the_columns_named(tmp_path):
+    other = tmp_path / "other.csv"
+    other.write_text("file,x,y,class\na.png,1,2,KELP\n")
+    with pytest.raises(AnnotationFormatError, match="cannot tell the annotation tool.*give --format"):
+        read_points_export(other)
+    with pytest.raises(AnnotationFormatError, match="missing Name, Row, Column, Label"):
+        read_points_export(other, "coralnet")
+
+
+def test_cli_import_points(tmp_path, capsys):
+    folder = images(tmp_path / "images")
+    export = coralnet_export(tmp_path / "annotations.csv", [["a.png", 5, 5, "Substrate > Sand", "ann"]])
+    out = tmp_path / "out"
+    assert main(["import-points", "--export", str(export), "--images", str(folder), "--out", str(out)]) == 0
+    assert '"rows": 1' in capsys.readouterr().out
+    assert pd.read_csv(out / "manifest.csv")["labels"].tolist() == ["Substrate > Sand"]
+    code = main(
+        ["import-points", "--export", str(export), "--images", str(tmp_path / "nowhere"), "--out", str(out)]
+    )
+    assert code == 2 and "image folder" in capsys.readouterr().err
