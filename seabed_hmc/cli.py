@@ -448,9 +448,9 @@ def _add_import_points(commands) -> None:
     from seabed_hmc.annotations.points import FORMATS
 
     command = commands.add_parser(
-        "import-points", help="point annotations (CoralNet export) -> patches and a manifest for train"
+        "import-points", help="point annotations (CoralNet, CPCe, BIIGLE) -> patches and a manifest"
     )
-    command.add_argument("--export", required=True, help="the annotation tool's export file")
+    command.add_argument("--export", required=True, help="the export: a CSV, a .cpc file or a folder of them")
     command.add_argument("--images", required=True, help="the folder holding the annotated images")
     command.add_argument("--out", required=True, help="folder for patches/, manifest.csv, problems.csv")
     command.add_argument("--format", default="auto", choices=["auto", *FORMATS])

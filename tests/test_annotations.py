@@ -167,3 +167,74 @@ def test_cli_import_points(tmp_path, capsys):
         ["import-points", "--export", str(export), "--images", str(tmp_path / "nowhere"), "--out", str(out)]
     )
     assert code == 2 and "image folder" in capsys.readouterr().err
+
+
+def cpc_file(path, image, width, height, points, lines_after=('""',) * 3):
+    """A .cpc file as CPCe 4 writes one: positions in 1/15 pixel, the image on the annotator's drive."""
+    rows = [f'"C:\\CPCe\\codes.txt","{image}",{width * 15},{height * 15},14400,10800']
+    rows += [f"0,{height * 15}", f"{width * 15},{height * 15}", f"{width * 15},0", "0,0", str(len(points))]
+    rows += [f"{column * 15},{row * 15}" for row, column, _ in points]
+    rows += [f'"{n + 1}","{code}","Notes",""' for n, (_, _, code) in enumerate(points)]
+    path.write_text("\r\n".join([*rows, *lines_after]) + "\r\n", encoding="latin-1")
+    return path
+
+
+def test_cpce_files_are_read_with_their_drive_paths_dropped_and_sizes_checked(tmp_path):
+    folder = images(tmp_path / "images")
+    cpcs = tmp_path / "cpc"
+    cpcs.mkdir()
+    cpc_file(cpcs / "a.cpc", r"D:\Survey 2019\transect 1\a.png", 40, 30, [(10, 12, "KELP"), (20, 5, "SAND")])
+    cpc_file(cpcs / "b.cpc", r"E:\b.png", 30, 16, [(8, 10, "ALG")])  # b.png is 20 pixels wide, not 30
+    (cpcs / "broken.cpc").write_text('"c","d",0,0,0,0\r\n0,0\r\n0,0\r\n0,0\r\n0,0\r\nabc\r\n')
+    table = read_points_export(cpcs)
+    assert table.format == "cpce" and table.frame[["image", "row", "column", "label"]].values.tolist() == [
+        ["a.png", 10, 12, "KELP"],
+        ["a.png", 20, 5, "SAND"],
+        ["b.png", 8, 10, "ALG"],
+    ]
+    assert "broken.cpc line 6: 'abc' should be the number of points" in table.problems[0]["reason"]
+    counts = import_points(cpcs, folder, tmp_path / "out", label_map=label_map(tmp_path / "m.csv"), size=6,
+                           max_bad_fraction=1)  # fmt: skip
+    assert counts["rows"] == 2 and counts["points"] == 4
+    patch = np.asarray(
+        Image.open(tmp_path / "out" / pd.read_csv(tmp_path / "out" / "manifest.csv")["image"][0])
+    )
+    assert tuple(patch[3, 3]) == (10, 12, 1)
+    reasons = " ".join(pd.read_csv(tmp_path / "out" / "problems.csv")["reason"])
+    assert "the export says the image is 30 x 16 pixels" in reasons and "is 20 x 16" in reasons
+
+
+def test_a_biigle_report_gives_points_circle_and_rectangle_centres_and_its_label_tree(tmp_path):
+    folder = images(tmp_path / "images")
+    columns = [
+        "label_id",
+        "label_name",
+        "label_hierarchy",
+        "filename",
+        "image_latitude",
+        "shape_name",
+        "points",
+    ]
+    rows = [
+        [1, "Kelp", "Biota > Algae > Kelp", "a.png", "-33.9", "Point", "[12, 10]"],
+        [2, "Sand", "Substrate > Sand", "a.png", "-33.9", "Circle", "[5.4, 20.2, 3]"],
+        [2, "Sand", "Substrate > Sand", "b.png", "", "Rectangle", "[2, 2, 8, 2, 8, 6, 2, 6]"],
+        [1, "Kelp", "Biota > Algae > Kelp", "b.png", "", "Polygon", "[1, 1, 5, 1, 3, 4]"],
+        [1, "Kelp", "Biota > Algae > Kelp", "b.png", "", "Point", "not json"],
+    ]
+    report = tmp_path / "report.csv"
+    pd.DataFrame(rows, columns=columns).to_csv(report, index=False)
+    table = read_points_export(report)
+    assert table.format == "biigle"
+    assert table.frame[["image", "row", "column", "label"]].values.tolist() == [
+        ["a.png", 10, 12, "Biota > Algae > Kelp"],
+        ["a.png", 20, 5, "Substrate > Sand"],
+        ["b.png", 4, 5, "Substrate > Sand"],
+    ]
+    reasons = [p["reason"] for p in table.problems]
+    assert "a polygon annotation (only points, circles and rectangles are used)" in reasons[0]
+    assert "are not a JSON list of numbers" in reasons[1]
+    # without a label map the label tree's paths are the labels, and the hierarchy
+    import_points(report, folder, tmp_path / "out", size=4, max_bad_fraction=1)
+    manifest = read_manifest(tmp_path / "out" / "manifest.csv")
+    assert str(manifest.frame["image_latitude"][0]) == "-33.9" and "Biota > Algae" in manifest.hierarchy

@@ -29,7 +29,7 @@ import pandas as pd
 from PIL import Image
 
 from seabed_hmc.annotations.label_map import map_labels, read_label_map, write_map_template
-from seabed_hmc.annotations.points import PointTable, read_points_export
+from seabed_hmc.annotations.points import SIZE_COLUMNS, PointTable, read_points_export
 from seabed_hmc.atomic import atomic_path, write_text_atomic
 from seabed_hmc.data.images import BadImageError, load_image
 from seabed_hmc.hierarchy import LABEL_SEPARATOR, Hierarchy
@@ -129,10 +129,23 @@ def _open(images: Path, name: str, source: str, group: pd.DataFrame) -> tuple[np
     """The image's pixels, or None and a problem for each of its points."""
     path = images / name
     try:
-        return load_image(path), []
+        pixels = load_image(path)
     except BadImageError as error:
         reason = f"image {path}: {error}" if path.exists() else f"image {path} does not exist"
         return None, [_problem(source, name, reason) for _ in range(len(group))]
+    if set(SIZE_COLUMNS) <= set(group.columns):  # the export says how large the image is: check it
+        declared = {
+            (str(w), str(h)) for w, h in zip(group["image_width"], group["image_height"], strict=True)
+        }
+        height, width = pixels.shape[:2]
+        if declared != {(str(width), str(height))}:
+            sizes = ", ".join(f"{w} x {h}" for w, h in sorted(declared))
+            reason = (
+                f"the export says the image is {sizes} pixels, the file {path} is {width} x {height} "
+                "(another image, or positions in other units)"
+            )
+            return None, [_problem(source, name, reason) for _ in range(len(group))]
+    return pixels, []
 
 
 def _outside(source: str, name: str, point: pd.Series, width: int, height: int) -> dict:

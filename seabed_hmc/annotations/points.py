@@ -6,6 +6,20 @@ Formats (looked up in each tool's documentation; ``data_manifests/README.md`` sh
   ``Row`` and ``Column`` (pixels from the top-left corner, counted from 0), ``Label`` (the label code;
   ``Label code`` in CoralNet's upload format, accepted too).  Optional columns (``Annotator``, ``Date
   annotated``, machine suggestions and confidences, image metadata) are kept as metadata.
+* ``cpce``: CPCe ``.cpc`` files (one per image; give a file or a folder of them).  Line 1: the code
+  file's path, the image's path (often on another machine's drive: only its file name is used), the
+  image width and height and the display width and height, all in CPCe units; lines 2-5: the corners
+  of the annotation area; line 6: the number of points N; then N lines ``x,y`` (from the left and the
+  top) and N lines ``"number","ID code","Notes","notes code"``; then optional header lines.  CPCe 4
+  counts 15 units per pixel (``CPCE_UNITS``); the image size it records is kept (``image_width``,
+  ``image_height``) and checked against the image file when patches are cut, so a file written with
+  other units is reported rather than cut in the wrong place.
+* ``biigle``: BIIGLE's CSV annotation report: ``filename``, ``label_name``, ``label_hierarchy`` (the
+  label's path in its label tree, ``" > "`` between levels), ``shape_name`` and ``points`` (a JSON list
+  of pixel coordinates ``[x, y, ...]``).  Points are taken as they are, circles by their centre
+  (``[x, y, r]``) and rectangles by the mean of their corners; other shapes are reported.  The label
+  is the hierarchy path when the report has one (the label tree is then the hierarchy), else the name;
+  ``label_name``, ``label_id``, ``image_latitude`` and ``image_longitude`` are kept as metadata.
 
 A row that cannot be read (a missing image name, a row or column that is not a whole number or is
 negative, an empty label) is reported with the file and its row number (the header is row 1) and
@@ -14,13 +28,17 @@ skipped; the table holds the rest.
 
 from __future__ import annotations
 
+import csv
+import json
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import pandas as pd
 
 POINT_COLUMNS = ("image", "row", "column", "label")
-FORMATS = ("coralnet",)
+FORMATS = ("coralnet", "cpce", "biigle")
+CPCE_UNITS = 15  # CPCe 4 positions per image pixel
+SIZE_COLUMNS = ("image_width", "image_height")  # an image's size as the export records it
 _CORALNET = {"Name": "image", "Row": "row", "Column": "column"}
 _CORALNET_LABELS = ("Label", "Label code")
 
@@ -46,26 +64,32 @@ class PointTable:
 def read_points_export(path: str | Path, format: str = "auto") -> PointTable:
     """Read an annotation export (``format``: one of :data:`FORMATS`, or ``auto`` from its header)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"annotation export {path} does not exist")
     if format == "auto":
         format = detect_format(path)
-    if format == "coralnet":
-        return read_coralnet(path)
+    readers = {"coralnet": read_coralnet, "cpce": read_cpce, "biigle": read_biigle}
+    if format in readers:
+        return readers[format](path)
     raise AnnotationFormatError(f"format {format!r} does not exist; choose from auto, {', '.join(FORMATS)}")
 
 
 def detect_format(path: Path) -> str:
-    """The export's format from its first line."""
+    """The export's format from its name (``.cpc`` files, or a folder of them) or its header."""
+    if path.is_dir() or path.suffix.lower() == ".cpc":
+        return "cpce"
     try:
         header = pd.read_csv(path, nrows=0, dtype=str, encoding="utf-8-sig").columns
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise AnnotationFormatError(f"{path}: not a CSV annotation export ({error})") from None
     if set(_CORALNET) <= set(header) and any(c in header for c in _CORALNET_LABELS):
         return "coralnet"
+    if {"filename", "shape_name", "points"} <= set(header):
+        return "biigle"
     raise AnnotationFormatError(
         f"{path}: cannot tell the annotation tool from its header {list(header)[:8]}; a CoralNet export "
-        "has Name, Row, Column and Label; give --format"
+        "has Name, Row, Column and Label, a BIIGLE report filename, shape_name and points, and CPCe "
+        "files end in .cpc; give --format"
     )
 
 
@@ -108,7 +132,127 @@ def _row_problem(point: pd.Series) -> str:
         return "no image name"
     for key in ("row", "column"):
         if not point[key].isdigit():
+            if " " in point[key]:  # a reason the reader left in place of the position
+                return point[key]
             return f"{key} {point[key]!r} is not a pixel position (a whole number from 0)"
     if not point["label"]:
         return "no label"
     return ""
+
+
+def read_cpce(path: str | Path) -> PointTable:
+    """CPCe ``.cpc`` files: one file, or every ``.cpc`` in a folder (module docstring)."""
+    path = Path(path)
+    files = sorted(path.glob("*.cpc")) + sorted(path.glob("*.CPC")) if path.is_dir() else [path]
+    if not files:
+        raise AnnotationFormatError(f"{path}: no .cpc files in this folder")
+    frames, problems = [], []
+    for file in files:
+        try:
+            frames.append(_cpc_points(file))
+        except AnnotationFormatError as error:  # one broken file is reported; the others are read
+            problems.append({"file": str(file), "row": "", "image": "", "reason": str(error)})
+    frame = (
+        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*POINT_COLUMNS, "point"])
+    )
+    table = _checked(frame.astype(str), path, "cpce")
+    table.problems[:0] = problems
+    return table
+
+
+def _cpc_points(file: Path) -> pd.DataFrame:
+    """The points of one ``.cpc`` file, positions converted to pixels (as text, checked later)."""
+    try:
+        lines = [next(csv.reader([line])) for line in file.read_text(encoding="latin-1").splitlines()]
+    except (csv.Error, StopIteration) as error:
+        raise AnnotationFormatError(f"{file}: not a CPCe .cpc file ({error})") from None
+
+    def fields(number: int, count: int) -> list[str]:
+        if number > len(lines):
+            raise AnnotationFormatError(f"{file}: ends at line {len(lines)}; a .cpc file needs line {number}")
+        if len(lines[number - 1]) != count:
+            raise AnnotationFormatError(
+                f"{file} line {number}: {len(lines[number - 1])} comma-separated values, {count} expected"
+            )
+        return [value.strip() for value in lines[number - 1]]
+
+    first = fields(1, 6)
+    count = fields(6, 1)[0]
+    if not count.isdigit() or int(count) < 1:
+        raise AnnotationFormatError(f"{file} line 6: {count!r} should be the number of points")
+    count = int(count)
+    image = PureWindowsPath(first[1]).name  # the drive and folders of the annotator's machine are dropped
+    rows = []
+    for index in range(count):
+        x, y = fields(7 + index, 2)
+        number, code, notes, _ = fields(7 + count + index, 4)
+        rows.append(
+            {
+                "image": image,
+                "row": _pixel(y),
+                "column": _pixel(x),
+                "label": code,
+                "point": number,
+                "notes": notes,
+                "image_width": _pixel(first[2]),
+                "image_height": _pixel(first[3]),
+                "cpc_file": file.name,
+            }  # fmt: skip
+        )
+    return pd.DataFrame(rows)
+
+
+def _pixel(value: str) -> str:
+    """A CPCe position as a whole pixel (as text; a value that is not a number stays as it is)."""
+    try:
+        return str(round(float(value) / CPCE_UNITS))
+    except ValueError:
+        return value
+
+
+def read_biigle(path: str | Path) -> PointTable:
+    """BIIGLE's CSV annotation report (module docstring)."""
+    path = Path(path)
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise AnnotationFormatError(f"{path}: cannot be read as CSV ({error})") from None
+    missing = [c for c in ("filename", "shape_name", "points") if c not in raw.columns]
+    if missing or not {"label_name", "label_hierarchy"} & set(raw.columns):
+        raise AnnotationFormatError(
+            f"{path}: a BIIGLE annotation report needs filename, shape_name, points and label_name or "
+            f"label_hierarchy; found {', '.join(raw.columns)}"
+        )
+    hierarchy = raw["label_hierarchy"] if "label_hierarchy" in raw else pd.Series("", index=raw.index)
+    names = raw["label_name"] if "label_name" in raw else hierarchy
+    centres = [
+        _shape_centre(shape, points) for shape, points in zip(raw["shape_name"], raw["points"], strict=True)
+    ]
+    frame = pd.DataFrame(
+        {
+            "image": raw["filename"],
+            "row": [c[1] for c in centres],
+            "column": [c[0] for c in centres],
+            "label": hierarchy.where(hierarchy.str.strip() != "", names),
+        }
+    )
+    for column in ("label_name", "label_id", "shape_name", "image_latitude", "image_longitude"):
+        if column in raw:
+            frame[column] = raw[column]
+    return _checked(frame, path, "biigle")
+
+
+def _shape_centre(shape: str, text: str) -> tuple[str, str]:
+    """(x, y) as whole pixels in text, or a reason in both places for a shape that is not used."""
+    try:
+        values = [float(v) for v in json.loads(text)]
+    except (ValueError, TypeError) as error:
+        return (f"points {text!r} are not a JSON list of numbers ({error})",) * 2
+    shape = shape.strip().lower()
+    if shape in ("point", "circle") and len(values) >= 2:
+        x, y = values[0], values[1]
+    elif shape == "rectangle" and len(values) == 8:
+        x, y = sum(values[0::2]) / 4, sum(values[1::2]) / 4
+    else:
+        return (f"a {shape or 'shapeless'} annotation (only points, circles and rectangles are used)",) * 2
+    return str(round(x)), str(round(y))
