@@ -238,3 +238,30 @@ def test_a_biigle_report_gives_points_circle_and_rectangle_centres_and_its_label
     import_points(report, folder, tmp_path / "out", size=4, max_bad_fraction=1)
     manifest = read_manifest(tmp_path / "out" / "manifest.csv")
     assert str(manifest.frame["image_latitude"][0]) == "-33.9" and "Biota > Algae" in manifest.hierarchy
+
+
+def test_cover_counts_each_point_for_its_nodes_and_their_ancestors_against_brute_force():
+    from seabed_hmc.annotations import cover
+    from seabed_hmc.decisions import ABSTAIN
+
+    assert cover.ABSTAIN == ABSTAIN  # the same word predict writes
+    hierarchy = from_paths(["A > B > C", "A > B > D", "A > E", "F > G"])
+    rng = np.random.default_rng(1)
+    names = list(hierarchy.nodes)
+    points = ["|".join(rng.choice(names, rng.integers(1, 3), replace=False)) for _ in range(60)]
+    points += ["abstain", ""]
+    got = cover.node_cover(points, hierarchy)
+    for index, node in enumerate(names):
+        on = 0
+        for point in points:
+            closed = set()
+            for label in filter(None, point.split("|")) if point != "abstain" else []:
+                parts = label.split(" > ")
+                closed |= {" > ".join(parts[: k + 1]) for k in range(len(parts))}
+            on += node in closed
+        assert got[index] == pytest.approx(on / len(points))
+    table = cover.cover_error(points, ["A > B > C"] * len(points), hierarchy)
+    row = table.set_index("node").loc["A > B > C"]
+    assert row.predicted_percent == 100 and row.error_points == pytest.approx(100 - row.annotated_percent)
+    with pytest.raises(ValueError, match="62 annotated points but 1 predicted"):
+        cover.cover_error(points, ["A"], hierarchy)
