@@ -222,6 +222,23 @@ def _import_points(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from seabed_hmc.annotations.export import export_predictions
+
+    summary = export_predictions(
+        args.predictions,
+        args.out,
+        tool=args.tool,
+        label_map=args.label_map,
+        top_k=args.top_k,
+        by=tuple(args.by),
+        level=args.level,
+    )
+    print(json.dumps(summary))
+    print(f"written to {args.out}; rows left out and why: {Path(args.out) / 'problems.csv'}")
+    return 0
+
+
 def _hierarchy(args: argparse.Namespace) -> int:
     from seabed_hmc.hierarchy import load_hierarchy
 
@@ -296,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tiles(commands)
     _add_chips(commands)
     _add_import_points(commands)
+    _add_export(commands)
     _add_stats(commands)
     _add_hierarchy(commands)
     return parser
@@ -448,7 +466,7 @@ def _add_import_points(commands) -> None:
     from seabed_hmc.annotations.points import FORMATS
 
     command = commands.add_parser(
-        "import-points", help="point annotations (CoralNet, CPCe, BIIGLE) -> patches and a manifest"
+        "import-points", help="point annotations (CoralNet, CPCe, BIIGLE, SQUIDLE+) -> patches, a manifest"
     )
     command.add_argument("--export", required=True, help="the export: a CSV, a .cpc file or a folder of them")
     command.add_argument("--images", required=True, help="the folder holding the annotated images")
@@ -465,6 +483,26 @@ def _add_import_points(commands) -> None:
         "--max-bad-fraction", type=float, default=0.05, help="stop above this share of bad points"
     )
     command.set_defaults(run=_import_points)
+
+
+def _add_export(commands) -> None:
+    from seabed_hmc.annotations.export import TOOLS
+
+    command = commands.add_parser(
+        "export", help="predictions -> the annotation tool's suggestions, percent cover, GIS points"
+    )
+    command.add_argument("predictions", help="the CSV predict wrote")
+    command.add_argument(
+        "--out", required=True, help="folder for suggestions, cover tables and plots, points"
+    )
+    command.add_argument(
+        "--tool", default="auto", choices=["auto", *TOOLS], help="suggestions' format (auto: the points' own)"
+    )
+    command.add_argument("--label-map", help="the import's label map (label,path[,label_id])")
+    command.add_argument("--top-k", type=int, default=5, help="suggestions per point")
+    command.add_argument("--by", nargs="+", default=[], help="columns to total cover by (site, transect)")
+    command.add_argument("--level", type=int, help="the hierarchy level of the cover plots (default 2)")
+    command.set_defaults(run=_export)
 
 
 def _add_stats(commands) -> None:

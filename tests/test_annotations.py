@@ -265,3 +265,48 @@ def test_cover_counts_each_point_for_its_nodes_and_their_ancestors_against_brute
     assert row.predicted_percent == 100 and row.error_points == pytest.approx(100 - row.annotated_percent)
     with pytest.raises(ValueError, match="62 annotated points but 1 predicted"):
         cover.cover_error(points, ["A"], hierarchy)
+
+
+def test_a_squidle_export_gives_pixels_from_shares_of_the_image_and_its_lineages(tmp_path):
+    folder = images(tmp_path / "images")  # a.png is 40 x 30, b.png 20 x 16
+    columns = ["label.id", "label.name", "label.lineage_names", "point.x", "point.y", "point.media.key"]
+    columns += ["point.media.path_best", "point.pose.lat", "point.pose.lon"]
+    url = "https://example.org/media/b.png?size=full"
+    rows = [
+        [7, "Kelp", "Biota > Algae > Kelp", "0.3", "0.5", "a.png", "", "-42.1", "147.9"],
+        [9, "Sand", "Substrate > Sand", "1.0", "1", "a.png", "", "-42.1", "147.9"],  # the far corner
+        [9, "Sand", "", "0.5", "0.25", "b", url, "-42.2", "147.8"],  # no lineage: the name; key + .png
+        [7, "Kelp", "Biota > Algae > Kelp", "1.5", "0.2", "b", url, "", ""],  # x past the image
+        [7, "Kelp", "Biota > Algae > Kelp", "", "0.2", "b", url, "", ""],
+    ]
+    export = tmp_path / "squidle.csv"
+    pd.DataFrame(rows, columns=columns).to_csv(export, index=False)
+    table = read_points_export(export)
+    assert table.format == "squidle" and table.fractions
+    assert table.frame[["image", "label"]].values.tolist() == [
+        ["a.png", "Biota > Algae > Kelp"],
+        ["a.png", "Substrate > Sand"],
+        ["b.png", "Sand"],
+    ]
+    assert [p["row"] for p in table.problems] == [5, 6]
+    assert "point.x '1.5' is not a share of the image" in table.problems[0]["reason"]
+    out = tmp_path / "out"
+    mapping = label_map(
+        tmp_path / "map.csv", [("Biota > Algae > Kelp", PATHS[0]), ("Substrate > Sand", PATHS[2])]
+    )
+    pd.DataFrame([["Sand", PATHS[2]]], columns=["label", "path"]).to_csv(
+        mapping, mode="a", header=False, index=False
+    )
+    counts = import_points(export, folder, out, label_map=mapping, size=4, max_bad_fraction=1)
+    assert counts["rows"] == 3 and counts["problems"] == 2
+    manifest = pd.read_csv(out / "manifest.csv")
+    # floor(share * size), the far edge clamped to the last pixel
+    assert manifest[["source_image", "row", "column"]].values.tolist() == [
+        ["a.png", 15, 12],
+        ["a.png", 29, 39],
+        ["b.png", 4, 10],
+    ]
+    assert manifest["point.pose.lat"].tolist() == [-42.1, -42.1, -42.2]
+    assert manifest["x_fraction"].tolist() == [0.3, 1.0, 0.5]
+    patch = np.asarray(Image.open(out / manifest["image"][0]))
+    assert tuple(patch[2, 2]) == (15, 12, 1)

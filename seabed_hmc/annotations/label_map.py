@@ -2,8 +2,10 @@
 
 The label map is a CSV with the columns ``label`` (the code or name the annotation tool exports) and
 ``path`` (a hierarchy path, levels joined by ``" > "``; a path may stop above the leaves: a coarse
-label is a partial-depth label).  Other columns (``count``, notes) are ignored.  A row with an empty
-path leaves that label unmapped, so the template written for unmapped labels can be filled in part.
+label is a partial-depth label), and optionally ``label_id`` (the tool's id for the label, which
+``export`` writes for BIIGLE and SQUIDLE+).  Other columns (``count``, notes) are ignored.  A row
+with an empty path leaves that label unmapped, so the template written for unmapped labels can be
+filled in part.
 """
 
 from __future__ import annotations
@@ -49,6 +51,19 @@ def read_label_map(path: str | Path, hierarchy: Hierarchy | None = None) -> dict
             )
         mapping[label] = (target, row)
     return {label: target for label, (target, _) in mapping.items()}
+
+
+def read_label_ids(path: str | Path) -> dict[str, str] | None:
+    """``{label: the tool's label id}`` from the label map's optional ``label_id`` column (None without
+    one): the ids BIIGLE and SQUIDLE+ need to take a label back."""
+    table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    if "label_id" not in table.columns:
+        return None
+    return {
+        label.strip(): key.strip()
+        for label, key in zip(table["label"], table["label_id"], strict=True)
+        if label.strip() and key.strip()
+    }
 
 
 def map_labels(

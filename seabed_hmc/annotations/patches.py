@@ -73,7 +73,7 @@ def import_points(
     writer = _point_rows if unit == "point" else _image_rows
     rows = []
     for image_name, group in points.groupby("image", sort=False):
-        written, skipped = writer(images, image_name, group, out, size, edge, table.source)
+        written, skipped = writer(images, image_name, group, out, size, edge, table)
         rows += written
         problems += skipped
     _write_outputs(out, rows, problems, unmapped, mapping)
@@ -125,14 +125,22 @@ def _without_duplicates(points: pd.DataFrame, source: str) -> tuple[pd.DataFrame
     return points[~repeated].reset_index(drop=True), problems
 
 
-def _open(images: Path, name: str, source: str, group: pd.DataFrame) -> tuple[np.ndarray | None, list]:
-    """The image's pixels, or None and a problem for each of its points."""
-    path = images / name
+def _open(
+    images: Path, name: str, group: pd.DataFrame, table: PointTable
+) -> tuple[np.ndarray | None, pd.DataFrame, list]:
+    """The image's pixels and its points in pixels, or None and a problem for each of its points."""
+    path, source = images / name, table.source
     try:
         pixels = load_image(path)
     except BadImageError as error:
         reason = f"image {path}: {error}" if path.exists() else f"image {path} does not exist"
-        return None, [_problem(source, name, reason) for _ in range(len(group))]
+        return None, group, [_problem(source, name, reason) for _ in range(len(group))]
+    if table.fractions:  # shares of the width and height -> the pixel the point falls in
+        height, width = pixels.shape[:2]
+        group = group.assign(
+            row=np.minimum((group["row"] * height).astype(int), height - 1),
+            column=np.minimum((group["column"] * width).astype(int), width - 1),
+        )
     if set(SIZE_COLUMNS) <= set(group.columns):  # the export says how large the image is: check it
         declared = {
             (str(w), str(h)) for w, h in zip(group["image_width"], group["image_height"], strict=True)
@@ -144,16 +152,17 @@ def _open(images: Path, name: str, source: str, group: pd.DataFrame) -> tuple[np
                 f"the export says the image is {sizes} pixels, the file {path} is {width} x {height} "
                 "(another image, or positions in other units)"
             )
-            return None, [_problem(source, name, reason) for _ in range(len(group))]
-    return pixels, []
+            return None, group, [_problem(source, name, reason) for _ in range(len(group))]
+    return pixels, group, []
 
 
 def _outside(source: str, name: str, point: pd.Series, width: int, height: int) -> dict:
     return _problem(source, name, f"point at {_at(point)} is outside the {width} x {height} image")
 
 
-def _point_rows(images, name, group, out, size, edge, source) -> tuple[list[dict], list[dict]]:
-    pixels, problems = _open(images, name, source, group)
+def _point_rows(images, name, group, out, size, edge, table) -> tuple[list[dict], list[dict]]:
+    pixels, group, problems = _open(images, name, group, table)
+    source = table.source
     if pixels is None:
         return [], problems
     height, width = pixels.shape[:2]
@@ -177,8 +186,9 @@ def _point_rows(images, name, group, out, size, edge, source) -> tuple[list[dict
     return rows, problems
 
 
-def _image_rows(images, name, group, out, size, edge, source) -> tuple[list[dict], list[dict]]:
-    pixels, problems = _open(images, name, source, group)
+def _image_rows(images, name, group, out, size, edge, table) -> tuple[list[dict], list[dict]]:
+    pixels, group, problems = _open(images, name, group, table)
+    source = table.source
     if pixels is None:
         return [], problems
     height, width = pixels.shape[:2]

@@ -20,6 +20,14 @@ Formats (looked up in each tool's documentation; ``data_manifests/README.md`` sh
   (``[x, y, r]``) and rectangles by the mean of their corners; other shapes are reported.  The label
   is the hierarchy path when the report has one (the label tree is then the hierarchy), else the name;
   ``label_name``, ``label_id``, ``image_latitude`` and ``image_longitude`` are kept as metadata.
+* ``squidle``: a SQUIDLE+ annotation-set export (``dataframe.csv``): ``point.media.key`` (the image;
+  when the key has no file extension, ``point.media.path_best``'s is added), ``point.x`` and
+  ``point.y`` (the point's position as a fraction of the image's width and height, from the top-left
+  corner), ``label.lineage_names`` (the label's path in its label scheme, ``" > "`` between levels:
+  the scheme is then the hierarchy) or ``label.name``.  Positions become pixels when the image is
+  opened (``column = floor(x * width)``); the fractions are kept as ``x_fraction`` and ``y_fraction``,
+  and ``label.id``, ``label.name``, ``point.id``, ``point.pose.lat``, ``point.pose.lon`` and
+  ``point.pose.dep`` as metadata.
 
 A row that cannot be read (a missing image name, a row or column that is not a whole number or is
 negative, an empty label) is reported with the file and its row number (the header is row 1) and
@@ -31,14 +39,16 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import dataclass, field
-from pathlib import Path, PureWindowsPath
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import pandas as pd
 
 POINT_COLUMNS = ("image", "row", "column", "label")
-FORMATS = ("coralnet", "cpce", "biigle")
+FORMATS = ("coralnet", "cpce", "biigle", "squidle")
 CPCE_UNITS = 15  # CPCe 4 positions per image pixel
 SIZE_COLUMNS = ("image_width", "image_height")  # an image's size as the export records it
+FRACTION_COLUMNS = ("x_fraction", "y_fraction")  # a position as a share of the width and height
+_SQUIDLE_KEPT = ("label.id", "label.name", "point.id", "point.pose.lat", "point.pose.lon", "point.pose.dep")
 _CORALNET = {"Name": "image", "Row": "row", "Column": "column"}
 _CORALNET_LABELS = ("Label", "Label code")
 
@@ -55,6 +65,7 @@ class PointTable:
     source: str
     format: str
     problems: list[dict] = field(default_factory=list)
+    fractions: bool = False  # row and column are shares of the image's height and width (0..1)
 
     @property
     def metadata_columns(self) -> list[str]:
@@ -68,7 +79,7 @@ def read_points_export(path: str | Path, format: str = "auto") -> PointTable:
         raise FileNotFoundError(f"annotation export {path} does not exist")
     if format == "auto":
         format = detect_format(path)
-    readers = {"coralnet": read_coralnet, "cpce": read_cpce, "biigle": read_biigle}
+    readers = {"coralnet": read_coralnet, "cpce": read_cpce, "biigle": read_biigle, "squidle": read_squidle}
     if format in readers:
         return readers[format](path)
     raise AnnotationFormatError(f"format {format!r} does not exist; choose from auto, {', '.join(FORMATS)}")
@@ -86,10 +97,12 @@ def detect_format(path: Path) -> str:
         return "coralnet"
     if {"filename", "shape_name", "points"} <= set(header):
         return "biigle"
+    if {"point.x", "point.y", "point.media.key"} <= set(header):
+        return "squidle"
     raise AnnotationFormatError(
         f"{path}: cannot tell the annotation tool from its header {list(header)[:8]}; a CoralNet export "
-        "has Name, Row, Column and Label, a BIIGLE report filename, shape_name and points, and CPCe "
-        "files end in .cpc; give --format"
+        "has Name, Row, Column and Label, a BIIGLE report filename, shape_name and points, a SQUIDLE+ "
+        "export point.media.key, point.x and point.y, and CPCe files end in .cpc; give --format"
     )
 
 
@@ -111,27 +124,32 @@ def read_coralnet(path: str | Path) -> PointTable:
     return _checked(frame, path, "coralnet")
 
 
-def _checked(frame: pd.DataFrame, path: Path, format: str) -> PointTable:
-    """Strip the text, convert row and column to integers, and move unreadable rows to problems."""
+def _checked(frame: pd.DataFrame, path: Path, format: str, fractions: bool = False) -> PointTable:
+    """Strip the text, convert row and column to integers (to floats where they are ``fractions``) and
+    move unreadable rows to problems."""
     frame = frame.apply(lambda column: column.str.strip())
     problems, keep = [], []
     for index, point in frame.iterrows():
-        reason = _row_problem(point)
+        reason = _row_problem(point, fractions)
         if reason:
             problems.append({"file": str(path), "row": index + 2, "image": point["image"], "reason": reason})
         keep.append(not reason)
     table = frame[keep].copy()
-    table["row"] = table["row"].astype(int)
-    table["column"] = table["column"].astype(int)
+    table["row"] = table["row"].astype(float if fractions else int)
+    table["column"] = table["column"].astype(float if fractions else int)
     ordered = [*POINT_COLUMNS, *[c for c in table.columns if c not in POINT_COLUMNS]]
-    return PointTable(table[ordered].reset_index(drop=True), str(path), format, problems)
+    return PointTable(table[ordered].reset_index(drop=True), str(path), format, problems, fractions)
 
 
-def _row_problem(point: pd.Series) -> str:
+def _row_problem(point: pd.Series, fractions: bool = False) -> str:
     if not point["image"]:
         return "no image name"
     for key in ("row", "column"):
-        if not point[key].isdigit():
+        if fractions:
+            if not _is_fraction(point[key]):
+                axis = "point.y" if key == "row" else "point.x"
+                return f"{axis} {point[key]!r} is not a share of the image (a number from 0 to 1)"
+        elif not point[key].isdigit():
             if " " in point[key]:  # a reason the reader left in place of the position
                 return point[key]
             return f"{key} {point[key]!r} is not a pixel position (a whole number from 0)"
@@ -256,3 +274,49 @@ def _shape_centre(shape: str, text: str) -> tuple[str, str]:
     else:
         return (f"a {shape or 'shapeless'} annotation (only points, circles and rectangles are used)",) * 2
     return str(round(x)), str(round(y))
+
+
+def _is_fraction(text: str) -> bool:
+    try:
+        return 0 <= float(text) <= 1
+    except ValueError:
+        return False
+
+
+def read_squidle(path: str | Path) -> PointTable:
+    """A SQUIDLE+ annotation-set export (module docstring)."""
+    path = Path(path)
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise AnnotationFormatError(f"{path}: cannot be read as CSV ({error})") from None
+    missing = [c for c in ("point.media.key", "point.x", "point.y") if c not in raw.columns]
+    if missing or not {"label.lineage_names", "label.name"} & set(raw.columns):
+        raise AnnotationFormatError(
+            f"{path}: a SQUIDLE+ annotation export needs point.media.key, point.x, point.y and "
+            f"label.lineage_names or label.name; found {', '.join(raw.columns)}"
+        )
+    empty = pd.Series("", index=raw.index)
+    lineage, names = raw.get("label.lineage_names", empty), raw.get("label.name", empty)
+    keys, best = raw["point.media.key"].str.strip(), raw.get("point.media.path_best", empty)
+    frame = pd.DataFrame(
+        {
+            "image": [_with_suffix(k, b) for k, b in zip(keys, best, strict=True)],
+            "row": raw["point.y"],
+            "column": raw["point.x"],
+            "label": lineage.where(lineage.str.strip() != "", names),
+            "x_fraction": raw["point.x"],
+            "y_fraction": raw["point.y"],
+        }
+    )
+    for column in _SQUIDLE_KEPT:
+        if column in raw:
+            frame[column] = raw[column]
+    return _checked(frame, path, "squidle", fractions=True)
+
+
+def _with_suffix(key: str, path_best: str) -> str:
+    """The media key as a file name: the key, with ``path_best``'s extension when it has none."""
+    if not key or PurePosixPath(key).suffix:
+        return key
+    return key + PurePosixPath(path_best.split("?")[0]).suffix

@@ -20,6 +20,7 @@ from rasterio.warp import transform as warp_transform
 
 from seabed_hmc.atomic import atomic_path, write_text_atomic
 from seabed_hmc.data.geo import RasterInfo, TileGrid
+from seabed_hmc.data.vector_files import write_geojson
 from seabed_hmc.decisions import Decision
 
 
@@ -308,18 +309,9 @@ def _write_table(path: Path, table: pd.DataFrame) -> None:
 
 def _write_geojson(path: Path, tiles: pd.DataFrame) -> None:
     """Tile footprints in lon/lat (RFC 7946), with the table's columns as properties."""
-    columns = list(tiles.columns)
     corners = zip(*(tiles[c].tolist() for c in ("lon_min", "lat_min", "lon_max", "lat_max")), strict=True)
-    records = zip(*(tiles[c].tolist() for c in columns), strict=True)  # Python scalars
-    features = [
-        {
-            "type": "Feature",
-            "geometry": {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]},
-            "properties": {
-                key: (None if value is pd.NA or (isinstance(value, float) and math.isnan(value)) else value)
-                for key, value in zip(columns, record, strict=True)
-            },
-        }
-        for (w, s, e, n), record in zip(corners, records, strict=True)
+    footprints = [
+        {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
+        for w, s, e, n in corners
     ]
-    write_text_atomic(path, json.dumps({"type": "FeatureCollection", "features": features}))
+    write_geojson(path, footprints, tiles)

@@ -8,8 +8,8 @@ column), with two label maps: codes -> the 3-5 level habitat hierarchy (from the
 code/path pairs) and codes -> CATAMI (``proposed_catami_mapping.csv``, checked against BenthicNet's
 CATAMI scheme).  Then the user's commands, timed: ``import-points``, ``train`` (configs/ccr_benthic.yaml:
 frozen ImageNet MobileNetV2, the rare-node loss), ``predict`` on the test rows under the fitted rule
-and at a fixed 0.5, and the cover error per node: the predicted against the annotated share of test
-points, in percentage points.
+and at a fixed 0.5, and ``export`` of each: CoralNet suggestions and the cover error per node (the
+predicted against the annotated share of test points, in percentage points).
 
     make weights
     python scripts/ccr_interchange.py --out runs/interchange [--set loss.name=control]
@@ -24,14 +24,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from seabed_hmc.annotations.cover import cover_error
+from seabed_hmc.annotations.export import export_predictions
 from seabed_hmc.annotations.label_map import read_label_map
 from seabed_hmc.annotations.patches import import_points
 from seabed_hmc.atomic import write_text_atomic
 from seabed_hmc.config import load_config
 from seabed_hmc.engine.inference import predict_images
 from seabed_hmc.engine.train import train
-from seabed_hmc.hierarchy import from_path_file, from_paths
+from seabed_hmc.hierarchy import from_path_file
 from seabed_hmc_studies import ROOT, SHARED_DATA
 
 CCR = SHARED_DATA / "ccr_benthic"
@@ -102,7 +102,6 @@ def main() -> None:
     table = pd.read_csv(manifest)
     test_manifest = manifest.parent / "test_manifest.csv"  # beside the manifest: its paths are relative
     write_text_atomic(test_manifest, table[table["split"] == "test"].to_csv(index=False))
-    hierarchy = from_paths(table["labels"].unique())
     results = {"import": counts, "catami_map": catami_check(catami_map), "decision": trained["decision"]}
     for rule in ("checkpoint", "fixed"):
         start = time.perf_counter()
@@ -115,20 +114,25 @@ def main() -> None:
             raise SystemExit(
                 f"{len(failed)} test images could not be predicted, e.g. {failed.iloc[0]['error']}"
             )
-        errors = cover_error(scored["true_labels"].tolist(), scored["predicted"].tolist(), hierarchy)
-        errors.to_csv(args.out / f"cover_error_{rule}.csv", index=False)
+        start = time.perf_counter()
+        summary = export_predictions(predictions, args.out / f"export_{rule}", label_map=habitat_map)
+        times[f"export_{rule}_s"] = time.perf_counter() - start
+        errors = pd.read_csv(args.out / f"export_{rule}" / "cover_error.csv")
         results[f"cover_{rule}"] = {
             "test_points": len(scored),
-            "mean_abs_error_points": round(float(errors["error_points"].mean()), 3),
-            "max_abs_error_points": round(float(errors["error_points"].max()), 3),
+            "points_without_label": summary["points_without_label"],
+            "mean_abs_error_points": summary["cover"]["mean_abs_error_points"],
+            "max_abs_error_points": summary["cover"]["max_abs_error_points"],
+            "expected_mean_abs_error_points": summary["cover"]["expected_mean_abs_error_points"],
+            "nodes_inside_interval": summary["cover"]["nodes_inside_interval"],
             "leaf_mean_abs_error_points": round(
                 float(errors[errors["depth"] == errors["depth"].max()]["error_points"].mean()), 3
             ),
         }
     times["this_run_s"] = time.perf_counter() - started
-    # export -> patches -> model -> test predictions: what a CoralNet user waits for
-    steps = ("import_points_s", "train_s", "predict_checkpoint_s")
-    times["export_to_predictions_s"] = sum(times.get(k, 0) for k in steps)
+    # export -> patches -> model -> test predictions -> suggestions and cover: what a CoralNet user waits for
+    steps = ("import_points_s", "train_s", "predict_checkpoint_s", "export_checkpoint_s")
+    times["export_to_cover_s"] = sum(times.get(k, 0) for k in steps)
     results["seconds"] = {k: round(v, 1) for k, v in times.items()}
     results["test_metrics"] = {
         k: round(trained["test"][k], 4) for k in ("au_prc", "f1_all", "rare_node_recall")
