@@ -35,6 +35,7 @@ from seabed_hmc.data.geo_labels import (
     write_point_chips,
 )
 from seabed_hmc.data.synthetic import make_synthetic_seafloor
+from seabed_hmc.engine.checkpoint import read_model
 from seabed_hmc.engine.tiles import class_codes, predict_tiles
 from seabed_hmc.engine.train import train
 from tests.conftest import shared_data_path
@@ -290,6 +291,28 @@ def test_outputs_carry_the_grid_crs_and_nodata(checkpoint, tmp_path):
         assert output.colormap(1)[1][3] == 255
         assert output.tags()["decision"] == summary["decision"]
     assert summary["decision"].startswith("f1 (fit on val")  # the checkpoint's rule
+    # each node's area: its own cells and its descendants', counted by brute force on classes.tif
+    with rasterio.open(tmp_path / "out" / "classes.tif") as output:
+        codes = output.read(1)
+    classes = pd.read_csv(tmp_path / "out" / "classes.csv")
+    hierarchy = read_model(checkpoint).built_hierarchy(str(checkpoint))
+    cell_area = (30 * 16) ** 2  # 30 m pixels, 16-pixel cells, UTM metres
+    mapped = int((codes > 0).sum())
+    assert summary["mapped_cells"] == mapped and summary["cell_area_m2"] == cell_area
+    for _, row in classes.iterrows():
+        if 1 <= row["code"] <= len(hierarchy):
+            node = row["code"] - 1
+            below = [
+                n + 1 for n in range(len(hierarchy)) if node in hierarchy.ancestors(n, include_self=True)
+            ]
+            cells = int(np.isin(codes, below).sum())
+            assert row["cells"] == (codes == row["code"]).sum() and row["cells_with_descendants"] == cells
+            assert row["area_m2"] == cells * cell_area and row["percent"] == pytest.approx(
+                100 * cells / mapped
+            )
+    assert classes["cells"].sum() == codes.size
+    quicklook = tmp_path / "out" / "quicklook.png"
+    assert quicklook.stat().st_size > 5000 and quicklook.read_bytes()[:4] == b"\x89PNG"
     tiles = pd.read_csv(tmp_path / "out" / "tiles.csv", keep_default_na=False)
     assert len(tiles) == summary["tiles"] and summary["predicted"] + sum(summary["skipped"].values()) == len(
         tiles

@@ -1,6 +1,7 @@
 """The output side of ``predict-tiles``: the output grid, the sums of tile probabilities on it, and
 the maps and tables written from them (classes, probabilities and uncertainty COGs, tiles.csv,
-tiles.geojson, classes.csv, summary.json).  The run itself is :mod:`seabed_hmc.engine.tiles`."""
+tiles.geojson, classes.csv with each node's area, quicklook.png, summary.json).  The run itself is
+:mod:`seabed_hmc.engine.tiles`."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from seabed_hmc.atomic import atomic_path, write_text_atomic
 from seabed_hmc.data.geo import RasterInfo, TileGrid
 from seabed_hmc.data.vector_files import write_geojson
 from seabed_hmc.decisions import Decision
+from seabed_hmc.engine.quicklook import cell_area_m2, node_areas, write_quicklook
 
 
 # ----------------------------------------------------------------------------------------- the grid
@@ -203,7 +205,7 @@ def combine_and_write(
 ) -> dict:  # fmt: skip
     """On rank 0: add every rank's saved part, write the maps and tables, return the summary."""
     total, tiles = _merge_parts(partial, world, hierarchy, output, digest)
-    write_maps(out, partial / "write", total, hierarchy, output, grid.info, rule)
+    areas = write_maps(out, partial / "write", total, hierarchy, output, grid.info, rule)
     tiles = _add_bounds(tiles, grid)
     _write_table(out / "tiles.csv", tiles)
     _write_geojson(out / "tiles.geojson", tiles)
@@ -219,6 +221,7 @@ def combine_and_write(
         "seconds": round(time.perf_counter() - started, 2),
         "ranks": world,
         "decision": rule.describe(),
+        **areas,
     }
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2))
     return summary
@@ -245,8 +248,9 @@ def _merge_parts(partial: Path, world: int, hierarchy, output: OutputGrid, diges
 def write_maps(
     out: Path, scratch: Path, total: Accumulator, hierarchy, output: OutputGrid, info: RasterInfo,
     rule: Decision,
-) -> None:  # fmt: skip
-    """classes.tif (+ classes.csv), probabilities.tif and uncertainty.tif from the summed grid."""
+) -> dict:  # fmt: skip
+    """classes.tif, classes.csv (with each node's cells, share and area), probabilities.tif,
+    uncertainty.tif and quicklook.png from the summed grid; returns the mapped cells and area."""
     covered = total.valid & (total.weight > 0)
     weight = np.maximum(total.weight, 1)
     probability = total.probability / weight
@@ -283,7 +287,38 @@ def write_maps(
             "colour": ["#{:02x}{:02x}{:02x}".format(*colours[c][:3]) for c in range(nodes + 2)],
         }
     )
+    cell_area = cell_area_m2(output.transform, info.crs)
+    classes = pd.concat([classes, _areas(class_map, hierarchy, cell_area)], axis=1)
     _write_table(out / "classes.csv", classes)
+    title = f"{Path(info.path).name}: deepest node per cell ({rule.describe()})"
+    write_quicklook(out / "quicklook.png", class_map, colours, classes, output.transform, info.crs, title)
+    mapped = int(classes["cells"].iloc[1:].sum())
+    return {
+        "mapped_cells": mapped,
+        "cell_area_m2": cell_area,
+        "mapped_area_m2": mapped * cell_area if cell_area else None,
+    }
+
+
+def _areas(class_map: np.ndarray, hierarchy, cell_area: float | None) -> pd.DataFrame:
+    """classes.csv's area columns for codes 0..N+1: the nodes' (:func:`node_areas`), and for nodata
+    and abstention their own cells; ``map_percent`` is a code's own share of the mapped cells."""
+    nodes = len(hierarchy)
+    counts = np.bincount(class_map.ravel().astype(np.int64), minlength=nodes + 2)
+    areas = node_areas(class_map, hierarchy, cell_area)
+    mapped = max(int(counts[1:].sum()), 1)
+    ends = pd.DataFrame(
+        {
+            "cells": counts[[0, nodes + 1]],
+            "cells_with_descendants": counts[[0, nodes + 1]],
+            "percent": [np.nan, round(100 * counts[nodes + 1] / mapped, 3)],
+            "area_m2": counts[[0, nodes + 1]] * cell_area if cell_area else np.nan,
+        }
+    )
+    table = pd.concat([ends.iloc[[0]], areas, ends.iloc[[1]]], ignore_index=True)
+    table.insert(1, "map_percent", np.round(100 * table["cells"] / mapped, 3))
+    table.loc[0, "map_percent"] = np.nan
+    return table
 
 
 def _add_bounds(tiles: pd.DataFrame, grid: TileGrid) -> pd.DataFrame:
