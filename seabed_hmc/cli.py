@@ -262,7 +262,7 @@ def _hierarchy(args: argparse.Namespace) -> int:
         print(f"ok: {hierarchy}")
         return 0
     print(hierarchy)
-    for node in hierarchy.topological_order if args.all else _depth_first(hierarchy):
+    for node in hierarchy.topological_order if args.all else hierarchy.depth_first_order:
         depth = int(hierarchy.depth[node])
         flag = "" if hierarchy.evaluated[node] else "   (not evaluated)"
         print(f"{'  ' * depth}{hierarchy.short_name(node)}{flag}")
@@ -276,19 +276,6 @@ def _is_manifest(file: str) -> bool:
     with open(file, newline="", encoding="utf-8-sig", errors="replace") as handle:
         header = {cell.strip() for cell in next(csv.reader(handle), [])}
     return {"image", "labels"} <= header
-
-
-def _depth_first(hierarchy) -> list[int]:
-    order, stack = [], list(reversed(hierarchy.roots))
-    seen = set()
-    while stack:
-        node = stack.pop()
-        if node in seen:
-            continue
-        seen.add(node)
-        order.append(node)
-        stack.extend(reversed(hierarchy.children[node]))
-    return order
 
 
 def _demo(args: argparse.Namespace) -> int:

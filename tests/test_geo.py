@@ -936,6 +936,21 @@ def test_class_map_palette_is_matplotlibs_tab10():
     ]
 
 
+def test_every_node_of_the_class_map_has_a_colour_of_its_own(tmp_path):
+    from seabed_hmc.engine.tile_maps import _colours
+    from seabed_hmc.hierarchy import from_paths, load_hierarchy
+
+    make_synthetic_seafloor(tmp_path, images=4, size=16, seed=1)
+    wide = from_paths(
+        [f"Biota > Group {g} > Taxon {t}" for g in range(6) for t in range(9)] + ["Substrate > Sand"]
+    )
+    for hierarchy in (load_hierarchy(tmp_path / "hierarchy.csv"), wide):
+        colours = _colours(hierarchy)
+        assert len(set(colours.values())) == len(hierarchy) + 2  # nodes, nodata and abstention apart
+        roots = {colours[r + 1] for r in hierarchy.roots}
+        assert len(roots) == len(hierarchy.roots)
+
+
 def test_block_friendly_order_walks_bands_that_fit_the_cache(tmp_path):
     from seabed_hmc.data.geo import block_friendly_order
 

@@ -5,6 +5,7 @@ tiles.geojson, classes.csv with each node's area, quicklook.png, summary.json). 
 
 from __future__ import annotations
 
+import colorsys
 import functools
 import json
 import math
@@ -163,18 +164,29 @@ TAB10 = ("1f77b4", "ff7f0e", "2ca02c", "d62728", "9467bd", "8c564b", "e377c2", "
 
 
 def _colours(hierarchy) -> dict[int, tuple[int, int, int, int]]:
-    """A colour per node: a hue per top-level branch, lighter with depth."""
+    """A colour per node: a tab10 hue per top-level branch, lighter with depth, and the nodes of one
+    branch and depth spread around the branch's hue (in depth-first order, every other one less
+    saturated), so siblings and cousins differ."""
     palette = [tuple(int(code[i : i + 2], 16) / 255 for i in (0, 2, 4)) for code in TAB10]
     colours = {0: (0, 0, 0, 0), len(hierarchy) + 1: (128, 128, 128, 255)}
-    top = {}
+    branch = {}
     for node in range(len(hierarchy)):
         root = node
         while hierarchy.parents[root]:
             root = hierarchy.parents[root][0]
-        branch = top.setdefault(root, len(top))
-        r, g, b = palette[branch % 10]
-        lighten = min(0.75, 0.18 * int(hierarchy.depth[node]))
-        colours[node + 1] = tuple(int(255 * (v + (1 - v) * lighten)) for v in (r, g, b)) + (255,)
+        branch[node] = root
+    top = {root: k for k, root in enumerate(dict.fromkeys(branch[n] for n in range(len(hierarchy))))}
+    levels: dict[tuple[int, int], list[int]] = {}
+    for node in hierarchy.depth_first_order:
+        levels.setdefault((branch[node], int(hierarchy.depth[node])), []).append(node)
+    for (root, depth), members in levels.items():
+        hue, lightness, saturation = colorsys.rgb_to_hls(*palette[top[root] % 10])
+        lightness += (1 - lightness) * min(0.6, 0.15 * depth)
+        step = min(0.05, 0.24 / max(len(members) - 1, 1))
+        for k, node in enumerate(members):
+            shade = saturation * (1.0 if k % 2 == 0 else 0.7)
+            rgb = colorsys.hls_to_rgb((hue + step * (k - (len(members) - 1) / 2)) % 1.0, lightness, shade)
+            colours[node + 1] = tuple(int(round(255 * v)) for v in rgb) + (255,)
     return colours
 
 

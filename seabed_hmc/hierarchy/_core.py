@@ -204,6 +204,19 @@ class Hierarchy:
         return all(len(p) <= 1 for p in self.parents)
 
     @cached_property
+    def depth_first_order(self) -> tuple[int, ...]:
+        """Nodes as an indented listing shows them: each root, then its children's subtrees in order
+        (a node with several parents under the first that reaches it)."""
+        order, stack, seen = [], list(reversed(self.roots)), set()
+        while stack:
+            node = stack.pop()
+            if node not in seen:
+                seen.add(node)
+                order.append(node)
+                stack.extend(reversed(self.children[node]))
+        return tuple(order)
+
+    @cached_property
     def depth(self) -> np.ndarray:
         """(nodes,) int: longest path from a root (roots have depth 0); a child is always deeper."""
         depth = np.zeros(len(self), dtype=np.int64)
