@@ -39,11 +39,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--with-tests", action="store_true", help="also run make test")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per command")
+    parser.add_argument(
+        "--from", dest="first", type=int, default=1, help="start at this command (1 = the first)"
+    )
     args = parser.parse_args()
     failed = []
     # as after `. .venv/bin/activate` (README): the project's environment first on the PATH
     env = dict(os.environ, PATH=f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
-    for command in readme_commands(README):
+    for number, command in enumerate(readme_commands(README), start=1):
+        if number < args.first:
+            continue
         if command == "make test" and not args.with_tests:
             print(f"skipped  {command} (CI runs it; --with-tests to include it)")
             continue
@@ -61,7 +66,7 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             done, status = None, "timeout"
         seconds = time.perf_counter() - started
-        print(f"{'ok' if status == 0 else 'FAILED':8} {command}  ({seconds:.0f} s)", flush=True)
+        print(f"{'ok' if status == 0 else 'FAILED':8} {number}. {command}  ({seconds:.0f} s)", flush=True)
         if status != 0:
             failed.append(command)
             if done is not None:

@@ -67,6 +67,7 @@ def test_a_coralnet_export_becomes_patches_a_manifest_and_its_problems(tmp_path)
         "images": 3,
         "problems": 5,
         "unmapped_labels": {"CORAL": 1},
+        "split": {"from": "images shuffled with seed 0", "train": 3},  # 2 images: too few to split
     }
     manifest = pd.read_csv(tmp_path / "out" / "manifest.csv")
     assert manifest["labels"].tolist() == [PATHS[0], PATHS[2], PATHS[1]]
@@ -107,7 +108,7 @@ def test_one_row_per_image_holds_its_points_labels(tmp_path):
     export = coralnet_export(tmp_path / "annotations.csv", rows)
     import_points(export, folder, tmp_path / "out", label_map=label_map(tmp_path / "map.csv"), unit="image")
     manifest = pd.read_csv(tmp_path / "out" / "manifest.csv")
-    assert manifest.values.tolist() == [["images/a.png", f"{PATHS[0]}|{PATHS[2]}", 3]]
+    assert manifest.values.tolist() == [["images/a.png", f"{PATHS[0]}|{PATHS[2]}", 3, "train"]]
     assert (tmp_path / "out" / "images" / "a.png").read_bytes() == (folder / "a.png").read_bytes()
 
 
@@ -310,3 +311,26 @@ def test_a_squidle_export_gives_pixels_from_shares_of_the_image_and_its_lineages
     assert manifest["x_fraction"].tolist() == [0.3, 1.0, 0.5]
     patch = np.asarray(Image.open(out / manifest["image"][0]))
     assert tuple(patch[2, 2]) == (15, 12, 1)
+
+
+def test_the_split_keeps_each_images_points_together_or_takes_the_exports_own(tmp_path):
+    sizes = [(f"i{k}.png", 20, 16) for k in range(10)]
+    folder = images(tmp_path / "images", sizes)
+    rows = [[name, row, 5, "SAND", "ann"] for name, _, _ in sizes for row in (3, 8, 12)]
+    export = coralnet_export(tmp_path / "annotations.csv", rows)
+    mapping = label_map(tmp_path / "map.csv")
+    counts = import_points(
+        export, folder, tmp_path / "out", label_map=mapping, size=4, test_fraction=0.2, seed=3
+    )
+    manifest = pd.read_csv(tmp_path / "out" / "manifest.csv")
+    per_image = manifest.groupby("source_image")["split"].nunique()
+    assert (per_image == 1).all()  # no image on two sides
+    images_in = manifest.drop_duplicates("source_image")["split"].value_counts().to_dict()
+    assert images_in == {"train": 6, "val": 2, "test": 2}  # round(0.15 * 10) = 2, 0.2 * 10 = 2
+    assert counts["split"] == {"from": "images shuffled with seed 3", "test": 6, "train": 18, "val": 6}
+    # the export's own split column wins
+    pd.read_csv(export).assign(split=["train", "val", "test"] * 10).to_csv(export, index=False)
+    counts = import_points(export, folder, tmp_path / "own", label_map=mapping, size=4)
+    assert counts["split"] == {"from": "the export's split column", "test": 10, "train": 10, "val": 10}
+    with pytest.raises(ValueError, match="leave some images for training"):
+        import_points(export, folder, tmp_path / "x", label_map=mapping, val_fraction=0.5, test_fraction=0.5)

@@ -201,3 +201,9 @@ def test_the_config_reference_lists_every_key_with_its_default():
     assert sorted(set(documented) - set(expected)) == []  # keys the code does not have
     wrong = {k: (documented[k], v) for k, v in expected.items() if documented[k] != v}
     assert wrong == {}
+
+
+@pytest.mark.parametrize("name", ["ccr_benthic", "points", "quickstart"])
+def test_the_shipped_run_configs_load(name):
+    config = load_config(Path(__file__).parents[1] / "configs" / f"{name}.yaml")
+    assert config.out and (config.data.manifest or config.data.image_folder)

@@ -255,6 +255,12 @@ def test_export_names_what_is_missing(tmp_path, capsys):
         export_predictions(good, tmp_path / "out", tool="biigle")
     summary = export_predictions(good, tmp_path / "out", by=("site",))
     assert "suggestions" not in summary and summary["cover"]["files"]["site"] == "cover_by_site.csv"
+    with pytest.raises(ExportError, match="has no split column to take the 'test' rows from"):
+        export_predictions(good, tmp_path / "out", split="test")
+    pd.read_csv(good).assign(split="train").to_csv(good, index=False)
+    with pytest.raises(ExportError, match="has no 'test' rows"):
+        export_predictions(good, tmp_path / "out", split="test")
+    assert export_predictions(good, tmp_path / "out", split="TRAIN")["rows"] == 1
 
 
 def test_an_abstention_goes_back_as_a_point_for_a_person_and_partial_depth_to_the_nearest_label(tmp_path):

@@ -74,10 +74,13 @@ def export_predictions(
     top_k: int = 5,
     by: tuple[str, ...] = (),
     level: int | None = None,
+    split: str | None = None,
 ) -> dict:
-    """Write the files of the module docstring; returns the summary (also ``summary.json``)."""
+    """Write the files of the module docstring; returns the summary (also ``summary.json``).
+    ``split``: only the rows of that split (the ``split`` column import-points writes), e.g. the test
+    rows for a cover error the model has not trained on."""
     out = Path(out)
-    predictions = read_predictions(predictions_csv)
+    predictions = read_predictions(predictions_csv, split)
     if not len(predictions.frame):
         raise ExportError(f"{predictions_csv}: no row was predicted (every row has an error)")
     missing = [c for c in by if c not in predictions.frame.columns]
@@ -93,7 +96,8 @@ def export_predictions(
     chosen = candidates(predictions, mapping, ids)
     scores = exclusive_scores(predictions, chosen)
     decided = [chosen.label_of(path) for path in decided_paths(predictions)]
-    summary = {"predictions": str(predictions_csv), "rows": len(predictions.frame) + len(predictions.failed)}
+    summary = {"predictions": str(predictions_csv), "split": split or "all"}
+    summary["rows"] = len(predictions.frame) + len(predictions.failed)
     summary["failed_rows"] = len(predictions.failed)
     summary["labels"] = len(chosen.labels)
     # abstained, or decided on a node with no label at or above it: the points left for a person

@@ -11,6 +11,10 @@
   outside their image or duplicated, labels the map does not cover, patches the edge policy skipped)
   and, when labels are unmapped, ``label_map_template.csv`` to fill in.
 
+Every row gets a ``split``: the export's own ``split`` column where it has one, else whole images
+shuffled into train, val (``val_fraction``) and test (``test_fraction``), so that the patches of one
+image never sit on both sides.
+
 The edge policy for a patch that crosses the image border: ``shift`` it inward (the point is then off
 centre), ``pad`` it with black, or ``skip`` the point and report it.  An image smaller than the patch
 is padded under ``shift`` too.  The run stops, after writing ``problems.csv``, only when the skipped
@@ -54,8 +58,16 @@ def import_points(
     edge: str = "shift",
     unit: str = "point",
     max_bad_fraction: float = 0.05,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 0,
 ) -> dict:
     """Import an annotation export (module docstring); returns counts for the summary."""
+    if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1):
+        raise ValueError(
+            f"val_fraction {val_fraction} and test_fraction {test_fraction}: give shares from 0 that "
+            "leave some images for training"
+        )
     if edge not in EDGE_POLICIES:
         raise ValueError(f"edge policy {edge!r} does not exist; choose from {', '.join(EDGE_POLICIES)}")
     if unit not in UNITS:
@@ -76,6 +88,7 @@ def import_points(
         written, skipped = writer(images, image_name, group, out, size, edge, table)
         rows += written
         problems += skipped
+    splits = _split_by_image(rows, val_fraction, test_fraction, seed)
     _write_outputs(out, rows, problems, unmapped, mapping)
     total = len(table.frame) + len(table.problems)
     counts = {
@@ -85,6 +98,7 @@ def import_points(
         "images": int(points["image"].nunique()),
         "problems": len(problems),
         "unmapped_labels": dict(unmapped.most_common()),
+        "split": splits,
     }
     if total and len(problems) / total > max_bad_fraction:
         raise PointImportError(
@@ -224,6 +238,28 @@ def cut_patch(pixels: np.ndarray, row: int, column: int, size: int, edge: str) -
         source_top:bottom, source_left:right
     ]
     return patch
+
+
+def _split_by_image(rows: list[dict], val_fraction: float, test_fraction: float, seed: int) -> dict:
+    """A ``split`` for every row, whole images at a time (the points of one image never straddle
+    train and test): the export's own ``split`` column where it has one, else a seeded shuffle of
+    the images, ``test_fraction`` of them to test and ``val_fraction`` to val (at least one image
+    each where there are three or more).  Returns the rows per split and where the split came from."""
+    if rows and all(str(row.get("split", "")).strip() for row in rows):
+        counts = Counter(str(row["split"]).strip().lower() for row in rows)
+        return {"from": "the export's split column", **dict(sorted(counts.items()))}
+    images = list(dict.fromkeys(row.get("source_image", row["image"]) for row in rows))
+    order = np.random.default_rng(seed).permutation(len(images))
+    enough = len(images) >= 3
+    test = max(int(enough and test_fraction > 0), round(test_fraction * len(images)))
+    val = max(int(enough and val_fraction > 0), round(val_fraction * len(images)))
+    assigned = {}
+    for position, index in enumerate(order):
+        assigned[images[index]] = "test" if position < test else "val" if position < test + val else "train"
+    for row in rows:
+        row["split"] = assigned[row.get("source_image", row["image"])]
+    counts = Counter(row["split"] for row in rows)
+    return {"from": f"images shuffled with seed {seed}", **dict(sorted(counts.items()))}
 
 
 def _write_outputs(out: Path, rows: list[dict], problems: list[dict], unmapped: Counter, mapping) -> None:

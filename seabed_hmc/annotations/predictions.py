@@ -53,8 +53,8 @@ class Predictions:
         return TRUE_LABELS in self.frame.columns and (self.frame[TRUE_LABELS] != "").any()
 
 
-def read_predictions(path: str | Path) -> Predictions:
-    """A ``predict`` CSV (module docstring)."""
+def read_predictions(path: str | Path, split: str | None = None) -> Predictions:
+    """A ``predict`` CSV (module docstring); with ``split``, only the rows of that split."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"predictions file {path} does not exist")
@@ -66,6 +66,12 @@ def read_predictions(path: str | Path) -> Predictions:
             f"{path} is not a predict output: it needs image, predicted, error and p[NODE] columns "
             f"(missing {', '.join(missing) or 'the p[NODE] columns'}); run seabed-hmc predict first"
         )
+    if split is not None:
+        if "split" not in frame.columns:
+            raise ExportError(f"{path} has no split column to take the {split!r} rows from")
+        frame = frame[frame["split"].str.strip().str.lower() == split.lower()]
+        if not len(frame):
+            raise ExportError(f"{path} has no {split!r} rows")
     failed = frame[frame["error"] != ""]
     frame = frame[frame["error"] == ""].reset_index(drop=True)
     probabilities = frame[[f"p[{n}]" for n in nodes]].astype(float).to_numpy()

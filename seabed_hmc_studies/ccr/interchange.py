@@ -13,6 +13,7 @@ predicted against the annotated share of test points, in percentage points).
 
     make weights
     python scripts/ccr_interchange.py --out runs/interchange [--set loss.name=control]
+    python scripts/ccr_interchange.py --export-only --out runs/coralnet_example  # the export alone
 """
 
 from __future__ import annotations
@@ -76,11 +77,17 @@ def main() -> None:
     parser.add_argument(
         "--reuse", action="store_true", help="keep an earlier run's patches and model; re-score"
     )
+    parser.add_argument(
+        "--export-only", action="store_true", help="write the CoralNet export and label maps, and stop"
+    )
     args = parser.parse_args()
     if not (CCR / "manifest.csv").exists():
         raise SystemExit(f"{CCR} is missing: this study needs ../shared/data/ccr_benthic")
     times, started = {}, time.perf_counter()
     export, habitat_map, catami_map = write_coralnet_export(args.out)
+    if args.export_only:
+        print(f"CoralNet export: {export} (images under {CCR}); label maps: {habitat_map}, {catami_map}")
+        return
     manifest = args.out / "patches" / "manifest.csv"
     reuse = args.reuse and (args.out / "run" / "best.pt").exists()
     if reuse:  # the earlier run's import counts and timings stay in the record
