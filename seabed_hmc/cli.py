@@ -151,6 +151,7 @@ def _predict_tiles(args: argparse.Namespace) -> int:
         raise ValueError(f"--scale {args.scale!r}: give numbers, low,high per band") from None
     flags = ("tile_size", "stride", "units", "cell", "roi", "bands", "nodata", "max_invalid", "decision")
     given = {key: getattr(args, key) for key in (*flags, "threshold", "batch_size", "workers", "device")}
+    given |= {"precision": args.precision, "compile": True if args.compile else None}
     given |= {"scale": scale, "progress": False if args.no_progress else None}
     settings = load_tile_config(args.config, given)  # the flags given win over the file
     summary = predict_tiles(args.checkpoint, args.raster, args.out, settings)
@@ -212,6 +213,9 @@ def _import_points(args: argparse.Namespace) -> int:
         edge=args.edge,
         unit=args.unit,
         max_bad_fraction=args.max_bad_fraction,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
     )
     print(json.dumps(counts))
     out = Path(args.out)
@@ -233,6 +237,7 @@ def _export(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         by=tuple(args.by),
         level=args.level,
+        split=args.split,
     )
     print(json.dumps(summary))
     print(f"written to {args.out}; rows left out and why: {Path(args.out) / 'problems.csv'}")
@@ -418,11 +423,20 @@ def _add_tiles(commands) -> None:
     tiles.add_argument("--max-invalid", type=float, help="skip tiles with a larger invalid share (0.5)")
     tiles.add_argument("--decision", help=DECISION_HELP)
     tiles.add_argument("--threshold", type=float, help="a fixed threshold for every node instead")
-    tiles.add_argument("--batch-size", type=int, help="tiles per batch (default: 32)")
+    tiles.add_argument(
+        "--batch-size", type=int, help="tiles per batch (default: 32 on the CPU, 256 on a GPU)"
+    )
+    tiles.add_argument(
+        "--precision",
+        choices=["auto", "bf16", "fp32"],
+        help="auto: bf16 autocast on a GPU that has it, else fp32",
+    )
+    tiles.add_argument("--compile", action="store_true", help="torch.compile the model (long GPU runs)")
     tiles.add_argument(
         "--workers",
         type=int,
-        help="tile-reading processes (default: none on up to 4 cores, else one per 4 cores, at most 4)",
+        help="tile-reading processes (default: on a GPU all cores but 2, at most 8; on the CPU none on up "
+        "to 4 cores, else one per 4 cores, at most 4)",
     )
     tiles.add_argument("--device", help=DEVICE_HELP)
     tiles.add_argument("--no-progress", action="store_true")
@@ -469,6 +483,10 @@ def _add_import_points(commands) -> None:
     command.add_argument(
         "--max-bad-fraction", type=float, default=0.05, help="stop above this share of bad points"
     )
+    split = "images to the val / test split, where the export has no split column"
+    command.add_argument("--val-fraction", type=float, default=0.15, help=f"share of {split}")
+    command.add_argument("--test-fraction", type=float, default=0.15, help=f"share of {split}")
+    command.add_argument("--seed", type=int, default=0, help="of the image shuffle for the split")
     command.set_defaults(run=_import_points)
 
 
@@ -489,6 +507,7 @@ def _add_export(commands) -> None:
     command.add_argument("--top-k", type=int, default=5, help="suggestions per point")
     command.add_argument("--by", nargs="+", default=[], help="columns to total cover by (site, transect)")
     command.add_argument("--level", type=int, help="the hierarchy level of the cover plots (default 2)")
+    command.add_argument("--split", help="only these rows (test: a cover error on unseen images)")
     command.set_defaults(run=_export)
 
 
@@ -524,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with surface(CONFIG if args.command in CONFIG_COMMANDS else args.command):
             return args.run(args)
-    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as error:
+    except (ConfigError, FileNotFoundError, ValueError, RuntimeError, MemoryError) as error:
         print(f"seabed-hmc {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -47,6 +47,7 @@ DecisionPolicy = Literal["fixed", "f1", "precision", "depth"]  # seabed_hmc.deci
 DecisionRule = Literal["closure", "gated"]
 CalibrationMethod = Literal["none", "temperature", "platt"]  # seabed_hmc.calibration
 TileUnits = Literal["pixels", "crs"]  # data.geo.tile_grid
+Precision = Literal["auto", "bf16", "fp32"]  # engine.tiles.inference_dtype
 DECISION_POLICIES = typing.get_args(DecisionPolicy)
 DECISION_RULES = typing.get_args(DecisionRule)
 CALIBRATION_METHODS = typing.get_args(CalibrationMethod)
@@ -149,7 +150,7 @@ class TrainConfig:
     deterministic: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N (engine/device.py; auto: a GPU if torch sees one)
     channels_last: bool = True
-    bf16: bool | Literal["auto"] = "auto"  # bf16 autocast of the encoder (auto: where the CPU has it)
+    bf16: bool | Literal["auto"] = "auto"  # bf16 autocast of the encoder (auto: where the GPU or CPU has it)
     feature_cache: bool = True  # frozen encoders: compute features once
     cache_dir: str | None = None  # default: $SEABED_HMC_CACHE or ~/.cache/seabed_hmc/features (shared)
     augmented_views: int = 0  # frozen + cache: augmented views per training image (0 = eval transform)
@@ -201,8 +202,10 @@ class TileConfig:
     max_invalid: float = 0.5  # tiles with a larger share of invalid pixels are skipped (and counted)
     decision: str | None = None  # fixed | checkpoint | a decision file; default: the checkpoint's rule
     threshold: float | None = None  # a fixed threshold for every node instead
-    batch_size: int = 32
+    batch_size: int | None = None  # default: 32 on the CPU, 256 on a CUDA GPU (engine/tiles.default_batch)
     workers: int | None = None  # tile-reading processes; default: by cores (engine/tiles.default_workers)
+    precision: Precision = "auto"  # auto: bf16 autocast on a CUDA GPU that has it, fp32 on the CPU
+    compile: bool = False  # torch.compile the model (worth it for long runs on a GPU)
     save_every: int = 20  # batches between saved partial states (a stopped run resumes)
     progress: bool = True
     stop_after: int | None = None  # end after this many batches (time-boxed runs; resume later)
@@ -214,7 +217,7 @@ class TileConfig:
             ("bands", self.bands is None or len(self.bands) in (1, 3), "give 1 or 3 band numbers"),
             ("scale", self.scale is None or len(self.scale) % 2 == 0, "give low, high pairs, one per band"),
             ("max_invalid", 0 <= self.max_invalid <= 1, "give a share between 0 and 1"),
-            ("batch_size", self.batch_size >= 1, "give at least 1"),
+            ("batch_size", self.batch_size is None or self.batch_size >= 1, "give at least 1"),
             ("save_every", self.save_every >= 1, "give at least 1"),
             ("tile_size", self.tile_size is None or self.tile_size > 0, "give a positive size"),
             ("stride", self.stride is None or self.stride > 0, "give a positive stride"),

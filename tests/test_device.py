@@ -32,6 +32,16 @@ def test_auto_cpu_and_cuda_resolve(monkeypatch):
     assert resolve_device("cuda") == torch.device("cuda", 1) == resolve_device("auto")
     with pytest.raises(ConfigError, match="only 2 CUDA GPU"):
         resolve_device("cuda:2")
+    # more torchrun processes on this machine than GPUs: the counts and both ways out
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    for setting in ("auto", "cuda"):
+        with pytest.raises(ConfigError) as caught:
+            resolve_device(setting, "train.device")
+        assert "process 2 of 4 that torchrun started" in str(caught.value)
+        assert "only 2 CUDA GPU(s)" in str(caught.value) and "--nproc_per_node=2" in str(caught.value)
+        assert "set train.device to 'cpu'" in str(caught.value)
+    assert resolve_device("cpu") == torch.device("cpu")
     for bad, message in [("gpu", "expected 'auto'"), ("cuda:x", "cuda:N"), ("cuda:-1", "negative")]:
         with pytest.raises(ConfigError, match=message):
             resolve_device(bad)

@@ -34,6 +34,7 @@ def config_file(tmp_path_factory) -> Path:
             "batch_size": 8,
             "progress": False,
             "bf16": False,
+            "device": "cpu",  # two CPU processes (gloo), also on a machine with one GPU
             "cache_dir": str(root / "cache"),
         },
     }

@@ -436,6 +436,8 @@ def test_torchrun_shards_tiles_and_matches_one_process(checkpoint, tmp_path):
         "--workers",
         "0",
         "--no-progress",
+        "--device",
+        "cpu",  # two CPU processes (gloo), also on a machine with one GPU
     ]
     single = subprocess.run(
         [sys.executable, "-m", "seabed_hmc", "predict-tiles", *args, "--out", str(tmp_path / "one")],
@@ -1027,3 +1029,53 @@ def test_large_blocks_are_reused_from_the_heap():
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
     libc.free(block)
     assert faults < 8  # a fresh mapping faults every page in: 16,384 (4 KB) or 32 (2 MB pages)
+
+
+def test_an_output_grid_too_large_for_memory_stops_before_any_tile(checkpoint, tmp_path, monkeypatch, capsys):
+    from seabed_hmc.cli import main
+    from seabed_hmc.engine import tile_maps
+
+    assert tile_maps.check_output_fits(21, 100, 200, available=10**9) == 100 * 200 * (8 * 21 + 5)
+    with pytest.raises(MemoryError, match=r"10,000 x 20,000 cells for 21 nodes: its sums need 32\.2 GiB"):
+        tile_maps.check_output_fits(21, 10_000, 20_000, available=16 * 2**30)
+    monkeypatch.setattr(tile_maps, "available_memory", lambda: 1000)
+    raster = collar_raster(tmp_path)
+    code = main(["predict-tiles", "--checkpoint", str(checkpoint), "--raster", str(raster), "--out",
+                 str(tmp_path / "out"), "--workers", "0", "--no-progress", "--cell", "1"])  # fmt: skip
+    assert code == 2
+    assert "give a larger --cell" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "tiles.csv").exists()
+
+
+def test_gpu_defaults_and_precision_settings(monkeypatch):
+    from seabed_hmc.engine import tiles
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert tiles.default_batch(cpu) == 32 and tiles.default_batch(gpu) == 256
+    monkeypatch.setattr(tiles.os, "cpu_count", lambda: 16)
+    assert (
+        tiles.default_workers(gpu) == 8 and tiles.default_workers(cpu) == 4 and tiles.default_workers() == 4
+    )
+    monkeypatch.setattr(tiles.os, "cpu_count", lambda: 2)
+    assert tiles.default_workers(gpu) == 1 and tiles.default_workers(cpu) == 0
+    assert tiles.inference_dtype("auto", cpu) is None and tiles.inference_dtype("fp32", gpu) is None
+    assert tiles.inference_dtype("bf16", cpu) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert tiles.inference_dtype("auto", gpu) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert tiles.inference_dtype("auto", gpu) is None
+
+
+def test_bf16_maps_agree_with_fp32(checkpoint, tmp_path):
+    raster = collar_raster(tmp_path)
+    options = {"workers": 0, "progress": False, "cell": 16, "max_invalid": 1.0}
+    predict_tiles(checkpoint, raster, tmp_path / "fp32", precision="fp32", **options)
+    predict_tiles(checkpoint, raster, tmp_path / "bf16", precision="bf16", **options)
+    with (
+        rasterio.open(tmp_path / "fp32" / "probabilities.tif") as a,
+        rasterio.open(tmp_path / "bf16" / "probabilities.tif") as b,
+    ):
+        fp32, bf16 = a.read().astype(int), b.read().astype(int)
+    valid = fp32 != 255
+    assert np.array_equal(valid, bf16 != 255)
+    assert np.abs(fp32 - bf16)[valid].max() <= 0.03 * 254  # bf16 keeps 8 bits of mantissa

@@ -42,8 +42,16 @@ def resolve_device(name: str | torch.device | None = "auto", key: str = "device"
             f"{key} {name!r}: torch sees no CUDA GPU here (torch {torch.__version__}); "
             "use device 'cpu' or 'auto', or install a CUDA build of torch"
         )
-    if index >= torch.cuda.device_count():
-        raise ConfigError(f"{key} {name!r}: only {torch.cuda.device_count()} CUDA GPU(s) visible")
+    count = torch.cuda.device_count()
+    if text == "cuda" and local_rank >= count:  # torchrun started more processes here than GPUs
+        processes = os.environ.get("LOCAL_WORLD_SIZE", "?")
+        raise ConfigError(
+            f"{key} {name!r}: this is process {local_rank} of {processes} that torchrun started on this "
+            f"machine, but only {count} CUDA GPU(s) are visible (one process per GPU): start torchrun with "
+            f"--nproc_per_node={count}, or set {key} to 'cpu' to run every process on the CPU"
+        )
+    if index >= count:
+        raise ConfigError(f"{key} {name!r}: only {count} CUDA GPU(s) visible")
     return torch.device("cuda", index)
 
 

@@ -102,6 +102,31 @@ def summarise_tile(output: OutputGrid, valid: np.ndarray, index: int) -> dict:
     return {"cell_valid": torch.from_numpy(flags), "cell_span": torch.tensor([*rows, *cols])}
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_output_fits(nodes: int, height: int, width: int, available: int | None = None) -> int:
+    """The bytes the output sums need (:class:`Accumulator`: two float32 per node and cell, a weight and
+    a flag), or an error before any tile is read when they exceed the memory available."""
+    needed = height * width * (8 * nodes + 5)
+    available = available_memory() if available is None else available
+    if available is not None and needed > 0.8 * available:
+        raise MemoryError(
+            f"the output grid is {height:,} x {width:,} cells for {nodes} nodes: its sums need "
+            f"{needed / 2**30:.1f} GiB, more than the {available / 2**30:.1f} GiB of memory available; "
+            "give a larger --cell (doubling it quarters this) or a smaller --roi"
+        )
+    return needed
+
+
 class Accumulator:
     """Sums of probabilities and spreads per output cell and node, tile counts and valid flags."""
 
@@ -193,10 +218,12 @@ def _colours(hierarchy) -> dict[int, tuple[int, int, int, int]]:
 def _write_cog(
     path: Path, array: np.ndarray, profile: dict, scratch: Path, colormap=None, descriptions=None, tags=None
 ):
-    """Write a (bands, H, W) array as a Cloud-Optimised GeoTIFF, atomically."""
+    """Write a (bands, H, W) array as a Cloud-Optimised GeoTIFF, atomically; as BigTIFF where the file
+    might pass the classic TIFF's 4 GB (GDAL's ``BIGTIFF=IF_SAFER``, for both the plain and the COG)."""
     scratch.mkdir(parents=True, exist_ok=True)
     plain = scratch / f"{path.stem}.plain.tif"
     profile = {**profile, "driver": "GTiff", "count": array.shape[0], "dtype": array.dtype.name}
+    profile["BIGTIFF"] = "IF_SAFER"
     with rasterio.open(plain, "w", **profile) as target:
         target.write(array)
         if colormap is not None:
@@ -206,7 +233,7 @@ def _write_cog(
         if tags:
             target.update_tags(**tags)
     with atomic_path(path, suffix=".tif") as temporary:
-        rasterio.shutil.copy(plain, temporary, driver="COG", compress="DEFLATE")
+        rasterio.shutil.copy(plain, temporary, driver="COG", compress="DEFLATE", BIGTIFF="IF_SAFER")
     plain.unlink()
 
 

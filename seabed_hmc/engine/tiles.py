@@ -66,6 +66,7 @@ from seabed_hmc.engine.tile_maps import (
     TAB10,
     Accumulator,
     OutputGrid,
+    check_output_fits,
     class_codes,
     combine_and_write,
     leaf_most,
@@ -94,25 +95,51 @@ PARTIAL = ".partial"
 
 
 # ------------------------------------------------------------------------------------- reading tiles
-def default_workers() -> int:
+def default_batch(device: torch.device) -> int:
+    """Tiles per batch: 32 on the CPU (larger batches gain nothing on a few cores), 256 on a CUDA GPU
+    (MobileNetV2 at 224 px in bf16 needs about 3 GB of GPU memory for that)."""
+    return 256 if device.type == "cuda" else 32
+
+
+def inference_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for the model's forward pass, None for fp32: ``auto`` is bf16 on a CUDA GPU
+    that supports it and fp32 elsewhere (on this project's CPUs bf16 is slower)."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision != "auto":
+        raise ValueError(f"predict-tiles precision {precision!r}: choose auto, bf16 or fp32")
+    cuda = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return torch.bfloat16 if cuda else None
+
+
+def default_workers(device: torch.device | None = None) -> int:
     """Tile-reading processes: none on machines of up to 4 cores, else one per four cores (at most 4).
 
     A reader process wakes on some core the model's threads are using and preempts one of them
     mid-operator, stalling all of them at the next barrier; on 2 cores that cost the model 20-40% of
     its speed, while reading 32 tiles of 224 px in the main process, between batches, takes ~5 ms, ~6%
-    of the model's time for them (scripts/bench_tiles.py, scripts/profile_tiles.py)."""
+    of the model's time for them (scripts/bench_tiles.py, scripts/profile_tiles.py).  With a CUDA
+    ``device`` the model runs on the GPU, so every core but two reads tiles (at most 8)."""
     cores = os.cpu_count() or 1
+    if device is not None and device.type == "cuda":  # the GPU runs the model: the cores read tiles
+        return max(1, min(8, cores - 2))
     return 0 if cores <= 4 else min(4, cores // 4)
 
 
-def tile_loader(dataset: TileDataset, batch_size: int, workers: int) -> DataLoader:
+def tile_loader(dataset: TileDataset, batch_size: int, workers: int, pin: bool = False) -> DataLoader:
     """Batches of ``dataset``: raw tiles (no per-tile transform) are read straight into each batch
-    (:class:`~seabed_hmc.data.geo.TileBatches`); otherwise tile by tile, then collated."""
-    quiet = _quiet_worker if workers else None
+    (:class:`~seabed_hmc.data.geo.TileBatches`); otherwise tile by tile, then collated.  ``pin``: in
+    page-locked memory, for asynchronous copies to a GPU."""
+    options = {
+        "num_workers": workers,
+        "worker_init_fn": _quiet_worker if workers else None,
+        "pin_memory": pin,
+    }
     if dataset.transform is None:
-        batches = TileBatches(dataset, batch_size)
-        return DataLoader(batches, batch_size=None, num_workers=workers, worker_init_fn=quiet)
-    return DataLoader(dataset, batch_size=batch_size, num_workers=workers, worker_init_fn=quiet)
+        return DataLoader(TileBatches(dataset, batch_size), batch_size=None, **options)
+    return DataLoader(dataset, batch_size=batch_size, **options)
 
 
 def _quiet_worker(_: int) -> None:
@@ -211,6 +238,7 @@ class _TileRun:
     mine: np.ndarray  # the tiles of this rank
     accumulator: Accumulator
     done: np.ndarray
+    dtype: torch.dtype | None = None  # the forward pass's autocast dtype (None: fp32)
 
     @property
     def state_path(self) -> Path:
@@ -243,6 +271,8 @@ def predict_tiles(
     started = time.perf_counter()
     out = Path(out)
     device = resolve_device(settings.device)
+    if settings.batch_size is None:
+        settings = dataclasses.replace(settings, batch_size=default_batch(device))
     group = distributed.setup(device)
     run = _prepare(Path(checkpoint), rasters, out, settings, device, group)
     batches, finished = _predict_batches(run, settings, device)
@@ -270,6 +300,8 @@ def _prepare(checkpoint: Path, rasters, out: Path, settings: TileConfig, device,
     raster = str(rasters[0]) if len(rasters) == 1 else str(mosaic_vrt(rasters, partial / "mosaic.vrt"))
     model, hierarchy, record = tile_model(checkpoint)
     model.to(device)
+    if settings.compile:
+        model = torch.compile(model)
     rule = resolve_decision(settings.decision, record, hierarchy, checkpoint, settings.threshold)
     transform, norm = tile_transform(record)
     if norm is not None:
@@ -284,7 +316,11 @@ def _prepare(checkpoint: Path, rasters, out: Path, settings: TileConfig, device,
     output = OutputGrid(grid, cell)
     chosen = tuple(settings.bands) if settings.bands else None
     bands = resolve_bands(info, BandSettings(chosen, settings.scale_pairs, settings.nodata))
+    dtype = inference_dtype(settings.precision, device)
     extra = {"max_invalid": settings.max_invalid, "world": group.size, "decision": rule.to_record()}
+    if dtype is not None:  # bf16 maps differ in the last digits: a resumed run keeps one precision
+        extra["precision"] = str(dtype)
+    check_output_fits(len(hierarchy), output.height, output.width)
     run = _TileRun(
         model, hierarchy, rule, transform, norm, info, grid, output, bands,
         digest=_digest(checkpoint, raster, grid, cell, bands, extra),
@@ -293,6 +329,7 @@ def _prepare(checkpoint: Path, rasters, out: Path, settings: TileConfig, device,
         mine=np.arange(len(grid))[group.rank :: group.size],
         accumulator=Accumulator(len(hierarchy), output.height, output.width),
         done=np.zeros(len(grid), dtype=bool),
+        dtype=dtype,
     )  # fmt: skip
     if run.state_path.exists():
         saved = np.load(run.state_path)
@@ -313,8 +350,8 @@ def _predict_batches(run: _TileRun, settings: TileConfig, device) -> tuple[int, 
     todo = block_friendly_order(run.grid, run.mine[~run.done[run.mine]])
     summarise = functools.partial(summarise_tile, run.output)
     dataset = TileDataset(run.grid, run.bands, run.transform, todo, summarise)
-    workers = default_workers() if settings.workers is None else settings.workers
-    loader = tile_loader(dataset, settings.batch_size, workers)
+    workers = default_workers(device) if settings.workers is None else settings.workers
+    loader = tile_loader(dataset, settings.batch_size, workers, pin=device.type == "cuda")
     run.model.eval()
     batches = 0
     with dataset, torch.inference_mode():
@@ -339,8 +376,10 @@ def _forward(run: _TileRun, images: torch.Tensor, use: np.ndarray, batch_size: i
     count = len(images)
     if count < batch_size:  # pad: a new batch shape would make oneDNN build (and keep) new kernels
         images = torch.cat([images, images.new_zeros(batch_size - count, *images.shape[1:])])
-    logits = run.model(images.contiguous(memory_format=torch.channels_last))[:, :count]
-    return tuple(t.float().cpu().numpy() for t in ensemble_probabilities(logits, run.hierarchy))
+    with torch.autocast(device.type, dtype=run.dtype or torch.bfloat16, enabled=run.dtype is not None):
+        logits = run.model(images.contiguous(memory_format=torch.channels_last))[:, :count]
+    # the max-constraint and the ensemble statistics in fp32, whatever the forward pass ran in
+    return tuple(t.cpu().numpy() for t in ensemble_probabilities(logits.float(), run.hierarchy))
 
 
 def _record_tiles(run: _TileRun, batch: dict, use: np.ndarray, scores) -> list[dict]:

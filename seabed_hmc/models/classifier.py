@@ -22,9 +22,14 @@ class HierarchicalClassifier(nn.Module):
         self.autocast_bf16 = autocast_bf16
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> (B, F) float32; the encoder runs under bf16 autocast when enabled."""
+        """(B, 3, H, W) -> (B, F) float32; the encoder runs under bf16 autocast when enabled, on the
+        CPU or on a CUDA GPU that supports bf16."""
+        kind = images.device.type
+        enabled = self.autocast_bf16 and (
+            kind == "cpu" or (kind == "cuda" and torch.cuda.is_bf16_supported())
+        )
         with torch.autocast(
-            "cpu", dtype=torch.bfloat16, enabled=self.autocast_bf16 and images.device.type == "cpu"
+            kind if kind in ("cpu", "cuda") else "cpu", dtype=torch.bfloat16, enabled=enabled
         ):
             features = self.encoder(images)
         return features.float()
@@ -34,7 +39,10 @@ class HierarchicalClassifier(nn.Module):
 
 
 def bf16_supported() -> bool:
-    """True where the CPU runs bf16 natively (AVX-512 BF16 / AMX), so autocast speeds it up."""
+    """True where bf16 autocast speeds the encoder up: a CUDA GPU with bf16 (Ampere and later), or a
+    CPU that runs bf16 natively (AVX-512 BF16 / AMX)."""
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return True
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
