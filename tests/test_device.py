@@ -39,7 +39,7 @@ def test_auto_cpu_and_cuda_resolve(monkeypatch):
         with pytest.raises(ConfigError) as caught:
             resolve_device(setting, "train.device")
         assert "process 2 of 4 that torchrun started" in str(caught.value)
-        assert "only 2 CUDA GPU(s)" in str(caught.value) and "--nproc_per_node=2" in str(caught.value)
+        assert "only 2 CUDA GPU(s)" in str(caught.value) and "nproc_per_node=2" in str(caught.value)
         assert "set train.device to 'cpu'" in str(caught.value)
     assert resolve_device("cpu") == torch.device("cpu")
     for bad, message in [("gpu", "expected 'auto'"), ("cuda:x", "cuda:N"), ("cuda:-1", "negative")]:

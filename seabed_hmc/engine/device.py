@@ -47,8 +47,8 @@ def resolve_device(name: str | torch.device | None = "auto", key: str = "device"
         processes = os.environ.get("LOCAL_WORLD_SIZE", "?")
         raise ConfigError(
             f"{key} {name!r}: this is process {local_rank} of {processes} that torchrun started on this "
-            f"machine, but only {count} CUDA GPU(s) are visible (one process per GPU): start torchrun with "
-            f"--nproc_per_node={count}, or set {key} to 'cpu' to run every process on the CPU"
+            f"machine, but only {count} CUDA GPU(s) are visible: start one process per GPU (torchrun's "
+            f"nproc_per_node={count}), or set {key} to 'cpu' to run every process on the CPU"
         )
     if index >= count:
         raise ConfigError(f"{key} {name!r}: only {count} CUDA GPU(s) visible")
