@@ -11,6 +11,7 @@ and scores the tiles against the mosaic's known habitat patches.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -109,6 +110,7 @@ def run_demo(out: str | Path, quick: bool = False) -> dict:
         results[loss]["mosaic"] = {}
         for decision, name in (("fixed", "fixed 0.5"), ("checkpoint", "fitted rule")):
             folder = out / "mosaic" / loss / ("fixed" if decision == "fixed" else "fitted")
+            shutil.rmtree(folder, ignore_errors=True)  # the models are new: an earlier demo's maps go
             summary = predict_tiles(
                 out / loss / "best.pt",
                 mosaic,
