@@ -334,3 +334,27 @@ def test_the_split_keeps_each_images_points_together_or_takes_the_exports_own(tm
     assert counts["split"] == {"from": "the export's split column", "test": 10, "train": 10, "val": 10}
     with pytest.raises(ValueError, match="leave some images for training"):
         import_points(export, folder, tmp_path / "x", label_map=mapping, val_fraction=0.5, test_fraction=0.5)
+
+
+def test_a_biigle_label_tree_export_is_the_hierarchy_its_report_is_checked_against(tmp_path):
+    from seabed_hmc.hierarchy import load_hierarchy
+
+    tree = tmp_path / "label_tree.csv"  # BIIGLE's label-tree export: id, name, parent_id, ...
+    pd.DataFrame(
+        [[1, "Biota", "", "00ff00", 7], [2, "Algae", 1, "00aa00", 7], [3, "Kelp", 2, "008800", 7],
+         [4, "Substrate", "", "888888", 7], [5, "Sand", 4, "cccccc", 7]],
+        columns=["id", "name", "parent_id", "color", "label_tree_id"],
+    ).to_csv(tree, index=False)  # fmt: skip
+    hierarchy = load_hierarchy(tree)
+    assert set(hierarchy.nodes) == {"Biota", "Biota > Algae", PATHS[0], "Substrate", PATHS[2]}
+    report = tmp_path / "report.csv"
+    rows = [
+        ["Kelp", PATHS[0], "a.png", "Point", "[12, 10]"],
+        ["Coral", "Biota > Coral", "a.png", "Point", "[5, 5]"],  # not in the tree
+    ]
+    pd.DataFrame(rows, columns=["label_name", "label_hierarchy", "filename", "shape_name", "points"]).to_csv(
+        report, index=False
+    )
+    counts = import_points(report, images(tmp_path / "images"), tmp_path / "out", hierarchy=hierarchy, size=4,
+                           max_bad_fraction=1)  # fmt: skip
+    assert counts["rows"] == 1 and counts["unmapped_labels"] == {"Biota > Coral": 1}

@@ -126,7 +126,8 @@ def load_hierarchy(path: PathLike, **kwargs: Any) -> Hierarchy:
     * ``.json``: a ``Hierarchy.to_dict()`` record (keys ``nodes`` and ``parents``; ``excluded=`` may
       override its exclusions) or a CATAMI-style fixture list (:func:`from_catami_json`);
     * ``.csv`` / ``.txt``: :func:`from_parent_table` when the header has the id (``id`` or ``node``)
-      and parent columns (``id_column``/``parent_column`` if given), else :func:`from_path_file`.
+      and parent (``parent``, or ``parent_id`` as in a BIIGLE label-tree export) columns
+      (``id_column``/``parent_column`` if given), else :func:`from_path_file`.
 
     Keyword arguments go to the chosen loader.
 
@@ -145,10 +146,11 @@ def load_hierarchy(path: PathLike, **kwargs: Any) -> Hierarchy:
     if suffix == ".json":
         return _load_json_hierarchy(target, **kwargs)
     if suffix in (".csv", ".txt"):
-        parent = kwargs.get("parent_column", "parent")
-        for id_column in [kwargs["id_column"]] if "id_column" in kwargs else ["id", "node"]:
+        parents = [kwargs["parent_column"]] if "parent_column" in kwargs else ["parent", "parent_id"]
+        ids = [kwargs["id_column"]] if "id_column" in kwargs else ["id", "node"]
+        for id_column, parent in ((i, p) for i in ids for p in parents):
             if _csv_has_columns(target, (id_column, parent)):
-                options = {**kwargs, "id_column": id_column}
+                options = {**kwargs, "id_column": id_column, "parent_column": parent}
                 if "naming" not in options and not _csv_has_columns(
                     target, (options.get("name_column", "name"),)
                 ):
