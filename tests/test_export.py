@@ -261,6 +261,11 @@ def test_export_names_what_is_missing(tmp_path, capsys):
     with pytest.raises(ExportError, match="has no 'test' rows"):
         export_predictions(good, tmp_path / "out", split="test")
     assert export_predictions(good, tmp_path / "out", split="TRAIN")["rows"] == 1
+    command = ["export", str(good), "--out", str(tmp_path / "cli"), "--by", "site", "--split", "train"]
+    assert main(command) == 0
+    summary = json.loads((tmp_path / "cli" / "summary.json").read_text())
+    assert summary["split"] == "train" and summary["cover"]["files"]["site"] == "cover_by_site.csv"
+    assert (tmp_path / "cli" / "cover_by_site.png").stat().st_size > 1000
 
 
 def test_an_abstention_goes_back_as_a_point_for_a_person_and_partial_depth_to_the_nearest_label(tmp_path):
