@@ -152,6 +152,7 @@ class TrainConfig:
     channels_last: bool = True
     bf16: bool | Literal["auto"] = "auto"  # bf16 autocast of the encoder (auto: where the GPU or CPU has it)
     feature_cache: bool = True  # frozen encoders: compute features once
+    compile: bool = False  # torch.compile the encoder in place (long runs on a GPU; compiling takes minutes)
     cache_dir: str | None = None  # default: $SEABED_HMC_CACHE or ~/.cache/seabed_hmc/features (shared)
     augmented_views: int = 0  # frozen + cache: augmented views per training image (0 = eval transform)
     # write last.pt (to resume) and best.pt at most this often, and at the end; 0 = every epoch

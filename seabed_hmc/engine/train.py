@@ -435,6 +435,8 @@ def _prepare(config: RunConfig, device, world: World, data: PreparedData | None,
     norm = normalisation(config, model, data.table.frame["image"].iloc[train_rows].tolist())
     if config.encoder.batchnorm_refit:
         refit_batchnorm(model, config, data, norm)
+    if config.train.compile:
+        model.encoder.compile()  # in place: the weights and checkpoint keys stay as they are
     if not world.main:
         world.barrier()  # rank 0 computes (and caches) the features first; the others then read them
     inputs = build_inputs(config, model, data, norm)
