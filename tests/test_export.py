@@ -240,6 +240,13 @@ def test_import_train_predict_export_reimport_gives_the_same_points_and_labels(r
     assert set(cover["node"]) == set(from_paths(PATHS).nodes)
 
 
+def test_the_column_names_export_reads_are_the_ones_predict_writes():
+    from seabed_hmc.annotations import predictions
+    from seabed_hmc.engine import inference
+
+    assert predictions.TRUE_LABELS == inference.TRUE_LABELS  # defined below engine, in both layers
+
+
 def test_export_names_what_is_missing(tmp_path, capsys):
     bad = tmp_path / "not_predictions.csv"
     pd.DataFrame({"image": ["a.png"], "labels": ["A"]}).to_csv(bad, index=False)

@@ -233,14 +233,13 @@ def _write_cover(predictions: Predictions, out: Path, by: tuple[str, ...], level
     written, errors = {}, None
     for column in dict.fromkeys(("all", image, *by)):  # "all" first: the pooled errors
         groups = ["all"] * len(frame) if column == "all" else frame[column].tolist()
-        table = cover_by_group(groups, *args, annotated=truth).rename(columns={"group": column})
+        table = cover_by_group(groups, *args, annotated=truth)
         name = "cover_all" if column == "all" else f"cover_by_{_safe(column)}"
+        if column != "all":
+            plot_cover(table, out / f"{name}.png", depth, f"cover by {column}")
+        table = table.rename(columns={"group": column})
         write_text_atomic(out / f"{name}.csv", table.to_csv(index=False))
         written[column] = f"{name}.csv"
-        if column != "all":
-            plot_cover(
-                table.rename(columns={column: "group"}), out / f"{name}.png", depth, f"cover by {column}"
-            )
         if truth is not None:
             per_node = table.groupby("node", sort=False)["error_points"].mean()
             if column == "all":

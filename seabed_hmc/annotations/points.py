@@ -106,13 +106,27 @@ def detect_format(path: Path) -> str:
     )
 
 
+def _read_csv(path: Path) -> pd.DataFrame:
+    """An export's CSV as text columns (nothing turned into NaN), or an error naming the file."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise AnnotationFormatError(f"{path}: cannot be read as CSV ({error})") from None
+
+
+def _require(raw: pd.DataFrame, path: Path, what: str, needed: tuple, either: tuple) -> None:
+    """Every column of ``needed`` and at least one of ``either``, or an error naming what is found."""
+    if any(c not in raw.columns for c in needed) or not set(either) & set(raw.columns):
+        raise AnnotationFormatError(
+            f"{path}: {what} needs {', '.join(needed)} and {' or '.join(either)}; "
+            f"found {', '.join(raw.columns)}"
+        )
+
+
 def read_coralnet(path: str | Path) -> PointTable:
     """CoralNet's annotation CSV export (module docstring)."""
     path = Path(path)
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise AnnotationFormatError(f"{path}: cannot be read as CSV ({error})") from None
+    raw = _read_csv(path)
     label = next((c for c in _CORALNET_LABELS if c in raw.columns), None)
     missing = [c for c in _CORALNET if c not in raw.columns] + ([] if label else ["Label"])
     if missing:
@@ -231,16 +245,9 @@ def _pixel(value: str) -> str:
 def read_biigle(path: str | Path) -> PointTable:
     """BIIGLE's CSV annotation report (module docstring)."""
     path = Path(path)
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise AnnotationFormatError(f"{path}: cannot be read as CSV ({error})") from None
-    missing = [c for c in ("filename", "shape_name", "points") if c not in raw.columns]
-    if missing or not {"label_name", "label_hierarchy"} & set(raw.columns):
-        raise AnnotationFormatError(
-            f"{path}: a BIIGLE annotation report needs filename, shape_name, points and label_name or "
-            f"label_hierarchy; found {', '.join(raw.columns)}"
-        )
+    raw = _read_csv(path)
+    _require(raw, path, "a BIIGLE annotation report", ("filename", "shape_name", "points"),
+             ("label_hierarchy", "label_name"))  # fmt: skip
     hierarchy = raw["label_hierarchy"] if "label_hierarchy" in raw else pd.Series("", index=raw.index)
     names = raw["label_name"] if "label_name" in raw else hierarchy
     centres = [
@@ -286,16 +293,9 @@ def _is_fraction(text: str) -> bool:
 def read_squidle(path: str | Path) -> PointTable:
     """A SQUIDLE+ annotation-set export (module docstring)."""
     path = Path(path)
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise AnnotationFormatError(f"{path}: cannot be read as CSV ({error})") from None
-    missing = [c for c in ("point.media.key", "point.x", "point.y") if c not in raw.columns]
-    if missing or not {"label.lineage_names", "label.name"} & set(raw.columns):
-        raise AnnotationFormatError(
-            f"{path}: a SQUIDLE+ annotation export needs point.media.key, point.x, point.y and "
-            f"label.lineage_names or label.name; found {', '.join(raw.columns)}"
-        )
+    raw = _read_csv(path)
+    _require(raw, path, "a SQUIDLE+ annotation export", ("point.media.key", "point.x", "point.y"),
+             ("label.lineage_names", "label.name"))  # fmt: skip
     empty = pd.Series("", index=raw.index)
     lineage, names = raw.get("label.lineage_names", empty), raw.get("label.name", empty)
     keys, best = raw["point.media.key"].str.strip(), raw.get("point.media.path_best", empty)

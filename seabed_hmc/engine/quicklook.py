@@ -26,27 +26,29 @@ def cell_area_m2(transform, crs) -> float | None:
     return abs(transform.a * transform.e - transform.b * transform.d) * metres**2
 
 
-def node_areas(class_map: np.ndarray, hierarchy, cell_area: float | None) -> pd.DataFrame:
-    """Per node: ``cells`` (cells whose deepest decided node it is), ``cells_with_descendants``,
-    ``percent`` of the mapped cells (those with a decision or an abstention) and ``area_m2``.
-
-    ``class_map`` codes: 0 nodata, 1..N the node (1 + its index), N + 1 an abstention."""
+def code_areas(class_map: np.ndarray, hierarchy, cell_area: float | None) -> pd.DataFrame:
+    """classes.csv's area columns, one row per code (0 nodata, 1..N the node 1 + its index, N + 1 an
+    abstention): ``cells`` (cells with that code: for a node, those whose deepest decided node it is),
+    ``map_percent`` (that share of the mapped cells, those with a decision or an abstention),
+    ``cells_with_descendants`` and ``percent`` (a node with its descendants; for nodata and abstention
+    their own cells) and ``area_m2`` of those."""
     nodes = len(hierarchy)
     counts = np.bincount(class_map.ravel().astype(np.int64), minlength=nodes + 2)
-    own = counts[1 : nodes + 1]
-    closed = own.copy()
+    closed = counts.copy()
     for node in range(nodes):
         for ancestor in hierarchy.ancestors(node):
-            closed[ancestor] += own[node]
-    mapped = int(counts[1:].sum())
+            closed[ancestor + 1] += counts[node + 1]
+    mapped = max(int(counts[1:].sum()), 1)
     table = pd.DataFrame(
         {
-            "cells": own,
+            "cells": counts,
+            "map_percent": np.round(100 * counts / mapped, 3),
             "cells_with_descendants": closed,
-            "percent": np.round(100 * closed / mapped, 3) if mapped else np.zeros(nodes),
-            "area_m2": np.round(closed * cell_area, 3) if cell_area is not None else np.full(nodes, np.nan),
+            "percent": np.round(100 * closed / mapped, 3),
+            "area_m2": np.round(closed * cell_area, 3) if cell_area is not None else np.nan,
         }
     )
+    table.loc[0, ["map_percent", "percent"]] = np.nan  # nodata is no share of the map
     return table
 
 

@@ -24,7 +24,7 @@ from seabed_hmc.atomic import atomic_path, write_text_atomic
 from seabed_hmc.data.geo import RasterInfo, TileGrid
 from seabed_hmc.data.vector_files import write_geojson
 from seabed_hmc.decisions import Decision
-from seabed_hmc.engine.quicklook import cell_area_m2, node_areas, write_quicklook
+from seabed_hmc.engine.quicklook import cell_area_m2, code_areas, write_quicklook
 
 
 # ----------------------------------------------------------------------------------------- the grid
@@ -327,7 +327,7 @@ def write_maps(
         }
     )
     cell_area = cell_area_m2(output.transform, info.crs)
-    classes = pd.concat([classes, _areas(class_map, hierarchy, cell_area)], axis=1)
+    classes = pd.concat([classes, code_areas(class_map, hierarchy, cell_area)], axis=1)
     _write_table(out / "classes.csv", classes)
     title = f"{Path(info.path).name}: deepest node per cell ({rule.describe()})"
     write_quicklook(out / "quicklook.png", class_map, colours, classes, output.transform, info.crs, title)
@@ -337,27 +337,6 @@ def write_maps(
         "cell_area_m2": cell_area,
         "mapped_area_m2": mapped * cell_area if cell_area else None,
     }
-
-
-def _areas(class_map: np.ndarray, hierarchy, cell_area: float | None) -> pd.DataFrame:
-    """classes.csv's area columns for codes 0..N+1: the nodes' (:func:`node_areas`), and for nodata
-    and abstention their own cells; ``map_percent`` is a code's own share of the mapped cells."""
-    nodes = len(hierarchy)
-    counts = np.bincount(class_map.ravel().astype(np.int64), minlength=nodes + 2)
-    areas = node_areas(class_map, hierarchy, cell_area)
-    mapped = max(int(counts[1:].sum()), 1)
-    ends = pd.DataFrame(
-        {
-            "cells": counts[[0, nodes + 1]],
-            "cells_with_descendants": counts[[0, nodes + 1]],
-            "percent": [np.nan, round(100 * counts[nodes + 1] / mapped, 3)],
-            "area_m2": counts[[0, nodes + 1]] * cell_area if cell_area else np.nan,
-        }
-    )
-    table = pd.concat([ends.iloc[[0]], areas, ends.iloc[[1]]], ignore_index=True)
-    table.insert(1, "map_percent", np.round(100 * table["cells"] / mapped, 3))
-    table.loc[0, "map_percent"] = np.nan
-    return table
 
 
 def _add_bounds(tiles: pd.DataFrame, grid: TileGrid) -> pd.DataFrame:
