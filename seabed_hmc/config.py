@@ -98,7 +98,8 @@ class DataConfig:
     std: list[float] | None = None
     validation_fraction: float = 0.15  # used when the manifest has no split column
     max_bad_fraction: float = 0.05
-    workers: int = 2
+    workers: int | None = None  # image-loading processes; default: 2, on a GPU all cores but 2 (<= 16)
+    normalise_on_device: bool | Literal["auto"] = "auto"  # uint8 images normalised by the model (auto: GPU)
 
 
 @dataclass
@@ -203,7 +204,7 @@ class TileConfig:
     max_invalid: float = 0.5  # tiles with a larger share of invalid pixels are skipped (and counted)
     decision: str | None = None  # fixed | checkpoint | a decision file; default: the checkpoint's rule
     threshold: float | None = None  # a fixed threshold for every node instead
-    batch_size: int | None = None  # default: 32 on the CPU, 256 on a CUDA GPU (engine/tiles.default_batch)
+    batch_size: int | None = None  # default: 32 on the CPU, 256 on a CUDA GPU (engine/device.default_batch)
     workers: int | None = None  # tile-reading processes; default: by cores (engine/tiles.default_workers)
     precision: Precision = "auto"  # auto: bf16 autocast on a CUDA GPU that has it, fp32 on the CPU
     compile: bool = False  # torch.compile the model (worth it for long runs on a GPU)

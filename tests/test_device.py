@@ -96,3 +96,87 @@ def test_gpu_training_matches_the_cpu(seafloor, tmp_path):  # noqa: F811
         train(config)
         results[name] = json.loads((tmp_path / name / "metrics.json").read_text())["val"]["au_prc"]
     assert results["cuda"] == pytest.approx(results["cpu"], abs=1e-3)
+
+
+def test_per_device_defaults(monkeypatch):
+    from seabed_hmc.engine.evaluation import scoring_batch
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    monkeypatch.setattr(device_module.os, "cpu_count", lambda: 16)
+    assert device_module.loader_workers(None, cpu) == 2 == device_module.loader_workers(None)
+    assert device_module.loader_workers(None, gpu) == 14 and device_module.loader_workers(3, gpu) == 3
+    monkeypatch.setattr(device_module.os, "cpu_count", lambda: 64)
+    assert device_module.loader_workers(None, gpu) == 16
+    monkeypatch.setattr(device_module.os, "cpu_count", lambda: 2)
+    assert device_module.loader_workers(None, gpu) == 1 and device_module.loader_workers(0, gpu) == 0
+    on = device_module.normalises_on_device
+    assert on("auto", gpu) and not on("auto", cpu) and not on("auto", None) and on(True, cpu)
+    assert not on(False, gpu)
+    config = tiny_config_defaults()
+    assert scoring_batch(config, cpu) == 32 and scoring_batch(config, gpu) == 256
+    config.train.batch_size = 512  # never smaller than the training batch
+    assert scoring_batch(config, gpu) == 512
+
+
+def tiny_config_defaults():
+    from seabed_hmc.config import load_config
+
+    return load_config(None, [])
+
+
+def test_uint8_images_normalised_by_the_model_match_the_transform(tmp_path):
+    """The same image through the transform with Normalize (float) and without it (uint8, normalised
+    by the model on its device): the same encoder input to float rounding, in either memory format."""
+    import numpy as np
+    from PIL import Image
+
+    from seabed_hmc.data.images import ImageDataset
+    from seabed_hmc.data.transforms import TransformSpecError, build_transform
+    from seabed_hmc.models import EnsembleHead
+    from seabed_hmc.models.classifier import HierarchicalClassifier
+
+    paths = []
+    for index in range(3):
+        path = tmp_path / f"{index}.png"
+        Image.fromarray(np.random.default_rng(index).integers(0, 256, (40, 52, 3), np.uint8)).save(path)
+        paths.append(str(path))
+    mean, std = (0.3, 0.4, 0.5), (0.2, 0.25, 0.3)
+    empty = torch.zeros(3, 0)
+    floats = ImageDataset(paths, empty, empty, build_transform(None, 24, mean, std, False))
+    raw = ImageDataset(paths, empty, empty, build_transform(None, 24, mean, std, False, normalise=False))
+    expected = torch.stack([floats[i]["image"] for i in range(3)])
+    images = torch.stack([raw[i]["image"] for i in range(3)])
+    assert expected.dtype == torch.float32 and images.dtype == torch.uint8 and images.shape == (3, 3, 24, 24)
+    model = HierarchicalClassifier(torch.nn.Identity(), EnsembleHead(4, 2, heads=1))
+    with pytest.raises(ValueError, match="set_input_normalisation"):
+        model.prepare_input(images)
+    model.set_input_normalisation(mean, std)
+    got = model.prepare_input(images)
+    assert got.dtype == torch.float32 and torch.allclose(got, expected, atol=1e-5)
+    last = model.prepare_input(images.contiguous(memory_format=torch.channels_last))
+    assert last.is_contiguous(memory_format=torch.channels_last) and torch.allclose(last, expected, atol=1e-5)
+    assert model.prepare_input(expected) is expected  # float images pass as they are
+    # an entry that turns the image to float cannot be normalised on the device: a clear stop
+    to_float = build_transform([{"name": "ToFloat"}], 24, mean, std, train=True, normalise=False)
+    with pytest.raises(TransformSpecError, match="data.normalise_on_device=false"):
+        ImageDataset(paths, empty, empty, to_float)[0]
+
+
+def test_training_with_images_normalised_on_the_device_matches(seafloor, tmp_path):  # noqa: F811
+    """A trainable encoder fed uint8 images (normalised by the model) trains as with normalised
+    float images from the workers: the same losses and validation AU(PRC) to float rounding."""
+    import pandas as pd
+
+    from seabed_hmc.engine.train import train
+
+    results = {}
+    for setting in ("false", "true"):
+        config = tiny_config(seafloor, tmp_path / setting, "encoder.freeze=false", "train.epochs=2",
+                             "head.dropout=0.0", f"data.normalise_on_device={setting}")  # fmt: skip
+        config.train.deterministic = True
+        train(config)
+        metrics = json.loads((tmp_path / setting / "metrics.json").read_text())
+        losses = pd.read_csv(tmp_path / setting / "log.csv")["train_loss"].tolist()
+        results[setting] = (metrics["val"]["au_prc"], metrics["test"]["au_prc"], losses)
+    assert results["true"][:2] == pytest.approx(results["false"][:2], abs=1e-4)
+    assert results["true"][2] == pytest.approx(results["false"][2], rel=1e-4)

@@ -1048,10 +1048,10 @@ def test_an_output_grid_too_large_for_memory_stops_before_any_tile(checkpoint, t
 
 
 def test_gpu_defaults_and_precision_settings(monkeypatch):
-    from seabed_hmc.engine import tiles
+    from seabed_hmc.engine import device, tiles
 
     cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
-    assert tiles.default_batch(cpu) == 32 and tiles.default_batch(gpu) == 256
+    assert device.default_batch(cpu) == 32 and device.default_batch(gpu) == 256
     monkeypatch.setattr(tiles.os, "cpu_count", lambda: 16)
     assert (
         tiles.default_workers(gpu) == 8 and tiles.default_workers(cpu) == 4 and tiles.default_workers() == 4

@@ -306,7 +306,7 @@ class ImageDataset(Dataset):
         if isinstance(image, np.ndarray):
             scale = 255.0 if image.dtype == np.uint8 else 1.0
             image = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(scale)
-        return image.float()
+        return image if image.dtype == torch.uint8 else image.float()  # uint8: normalised on the device
 
 
 def collate_skip_bad(batch: list[dict[str, Any]]) -> dict[str, Any]:

@@ -7,7 +7,9 @@ tuples (YAML has no tuples).  An entry whose class needs a target size (``size``
 ``{"name": "OneOf", "p": 0.3, "transforms": [{"name": "Blur"}, {"name": "GaussNoise"}]}``.
 
 :func:`build_transform` appends the fitting to ``image_size``, ``Normalize(mean, std)`` and
-``ToTensorV2``, so the pipeline maps an (H, W, 3) uint8 array to a (3, h, w) float32 tensor.
+``ToTensorV2``, so the pipeline maps an (H, W, 3) uint8 array to a (3, h, w) float32 tensor; with
+``normalise=False`` it leaves out ``Normalize`` and gives a (3, h, w) uint8 tensor that the model
+normalises on its device (``HierarchicalClassifier.set_input_normalisation``).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def build_transform(
     std: Sequence[float],
     train: bool,
     fit: str = "resize",
+    normalise: bool = True,
 ) -> A.Compose:
     """An albumentations pipeline: ``spec``, then fitting to ``image_size``, Normalize, ToTensorV2.
 
@@ -60,6 +63,9 @@ def build_transform(
         train: picks the default spec.
         fit: ``"resize"`` (stretch to the size) or ``"center_crop"`` (shorter side to the size, then
             the centre).
+        normalise: False leaves ``Normalize`` out: the output stays uint8 (checked per image: an entry
+            that turns the image to float then stops the run with the remedy), for normalising on the
+            device.
 
     Raises:
         TransformSpecError: an entry that is not a mapping, has no or an unknown name (with close
@@ -81,13 +87,26 @@ def build_transform(
         steps.append(A.Resize(height=height, width=width))
     else:
         steps += [A.SmallestMaxSize(max_size_hw=(height, width)), A.CenterCrop(height=height, width=width)]
-    steps += [
-        A.Normalize(
-            mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std), max_pixel_value=255.0
-        ),
-        ToTensorV2(),
-    ]
-    return A.Compose(steps)
+    if normalise:
+        steps.append(
+            A.Normalize(
+                mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std), max_pixel_value=255.0
+            )
+        )
+    else:
+        steps.append(A.Lambda(image=_still_uint8, name="still_uint8"))
+    return A.Compose([*steps, ToTensorV2()])
+
+
+def _still_uint8(image, **_):
+    """The image when it is uint8 (what normalising on the device needs); else a clear stop."""
+    if image.dtype != "uint8":
+        raise TransformSpecError(
+            f"a transform turned the image into {image.dtype}, but images normalised on the device must "
+            "stay uint8: remove the entry that converts it (e.g. ToFloat), or set "
+            "data.normalise_on_device=false"
+        )
+    return image if image.flags.writeable else image.copy()  # torch warns on read-only arrays
 
 
 def available_transforms() -> dict[str, type]:

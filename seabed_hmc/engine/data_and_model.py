@@ -19,6 +19,7 @@ from seabed_hmc.data.images import check_images, dataset_statistics
 from seabed_hmc.data.manifest import ImageTable, read_manifest
 from seabed_hmc.data.transforms import build_transform
 from seabed_hmc.engine.checkpoint import ModelCheckpoint, read_model
+from seabed_hmc.engine.device import loader_workers, normalises_on_device
 from seabed_hmc.hierarchy import Hierarchy, load_hierarchy
 from seabed_hmc.losses import PRESETS
 from seabed_hmc.models.batchnorm_fold import fold_batchnorm
@@ -64,7 +65,7 @@ def prepare_data(data: DataConfig, seed: int) -> PreparedData:
     """Read the table, decode every image once (bad ones reported and skipped), and split it."""
     table = read_table(data)
     problems = list(getattr(table, "problems", []))
-    check = check_images(table.frame["image"].tolist(), workers=max(1, data.workers))
+    check = check_images(table.frame["image"].tolist(), workers=max(1, loader_workers(data.workers)))
     problems += list(check.problems)
     check.raise_if_too_many(data.max_bad_fraction)
     if check.problems:
@@ -166,11 +167,14 @@ def normalisation(config: RunConfig, model: HierarchicalClassifier, train_paths:
     return {"mean": mean, "std": std, "image_size": int(size)}
 
 
-def transforms(config: RunConfig, norm: dict):
-    """(train transform, eval transform) as albumentations pipelines."""
+def transforms(config: RunConfig, norm: dict, device=None):
+    """(train transform, eval transform) as albumentations pipelines: ending in normalised float
+    tensors, or in uint8 ones when images are normalised on ``device`` (``data.normalise_on_device``;
+    the model, given ``norm``'s mean and std, normalises them)."""
     args = (norm["image_size"], norm["mean"], norm["std"])
-    train = build_transform(config.data.train_transforms, *args, train=True)
-    evaluation = build_transform(config.data.eval_transforms, *args, train=False)
+    normalise = not normalises_on_device(config.data.normalise_on_device, device)
+    train = build_transform(config.data.train_transforms, *args, train=True, normalise=normalise)
+    evaluation = build_transform(config.data.eval_transforms, *args, train=False, normalise=normalise)
     return train, evaluation
 
 
@@ -193,17 +197,20 @@ def _build_for_loading(config: RunConfig, hierarchy: Hierarchy, weights: dict) -
 
 
 def inference_model(
-    config: RunConfig, hierarchy: Hierarchy, weights: dict, fold: bool = True
+    config: RunConfig, hierarchy: Hierarchy, weights: dict, fold: bool = True, norm: dict | None = None
 ) -> HierarchicalClassifier:
     """The model that scores images after training, in ``train``'s final evaluation and in
     ``evaluate``/``predict`` alike (so both report the same numbers): ``weights`` loaded, eval mode,
     the encoder channels-last when the run trained that way, and with ``fold`` its BatchNorm layers
     folded into their convolutions (:func:`~seabed_hmc.models.batchnorm_fold.fold_batchnorm`: the same outputs
-    up to rounding, MobileNetV2 ~1.3x faster on the CPU), so it must not be trained further or saved."""
+    up to rounding, MobileNetV2 ~1.3x faster on the CPU), so it must not be trained further or saved.
+    ``norm`` (the record's normalisation): the mean and std it normalises uint8 images with."""
     import torch
 
     model = _build_for_loading(config, hierarchy, weights)
     model.eval()
+    if norm is not None:
+        model.set_input_normalisation(norm["mean"], norm["std"])
     if fold:
         folded = fold_batchnorm(model.encoder)
         log.debug("folded %d BatchNorm layers of the encoder into their convolutions", folded)
@@ -219,5 +226,7 @@ def load_model(
     checkpoint file alone."""
     record = read_model(checkpoint, mmap=True)  # the optimizer's state is never read from disk
     hierarchy = record.built_hierarchy(str(checkpoint))
-    model = inference_model(record.run_config(str(checkpoint)), hierarchy, record.model, fold)
+    model = inference_model(
+        record.run_config(str(checkpoint)), hierarchy, record.model, fold, record.normalisation
+    )
     return model, hierarchy, record

@@ -65,6 +65,33 @@ def _index(text: str, name, key: str) -> int:
     return index
 
 
+def default_batch(device: torch.device) -> int:
+    """Images or tiles per batch when only scoring (predict, evaluation, feature extraction,
+    predict-tiles): 32 on the CPU (larger batches gain nothing on a few cores), 256 on a CUDA GPU
+    (MobileNetV2 at 224 px in bf16 needs about 3 GB of GPU memory for that).  Training keeps
+    ``train.batch_size`` on every device: it changes the optimisation, not just the speed."""
+    return 256 if device.type == "cuda" else 32
+
+
+def loader_workers(setting: int | None, device: torch.device | None = None) -> int:
+    """Image-loading processes (``data.workers``): the setting when given; by default 2 on the CPU
+    (the model needs the cores), and on a CUDA GPU every core but two, at most 16 (decoding and
+    augmenting JPEGs is then what keeps the GPU waiting)."""
+    if setting is not None:
+        return int(setting)
+    if device is not None and device.type == "cuda":
+        return max(1, min(16, (os.cpu_count() or 1) - 2))
+    return 2
+
+
+def normalises_on_device(setting: bool | str, device: torch.device | None) -> bool:
+    """Whether images travel as uint8 and are normalised on ``device`` (``data.normalise_on_device``):
+    ``auto`` means on a CUDA GPU."""
+    if setting == "auto":
+        return device is not None and device.type == "cuda"
+    return bool(setting)
+
+
 def device_of(module: nn.Module) -> torch.device:
     """The device of a module's parameters (the CPU for a module without any)."""
     for parameter in module.parameters():

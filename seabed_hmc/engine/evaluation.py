@@ -26,7 +26,7 @@ from seabed_hmc.atomic import atomic_path
 from seabed_hmc.config import RunConfig
 from seabed_hmc.data.images import ImageDataset, collate_skip_bad
 from seabed_hmc.decisions import Decision
-from seabed_hmc.engine.device import device_of, to_device
+from seabed_hmc.engine.device import default_batch, device_of, loader_workers, to_device
 from seabed_hmc.engine.features import FeatureCache
 from seabed_hmc.hierarchy import Hierarchy
 from seabed_hmc.metrics import decision_metrics, evaluate_predictions, node_scores
@@ -105,8 +105,8 @@ def split_inputs(
         model.encoder.description,
         views=views,
         seed=config.train.seed,
-        batch_size=max(config.train.batch_size, 32),
-        workers=config.data.workers,
+        batch_size=scoring_batch(config, device_of(model)),
+        workers=loader_workers(config.data.workers, device_of(model)),
         channels_last=config.train.channels_last,
         progress=config.train.progress,
         description=description,
@@ -127,13 +127,21 @@ def _failure(dataset: ImageDataset, index: int) -> str:
     return "failed to load during feature extraction" if item["ok"] else str(item["reason"])
 
 
-def eval_loader(dataset: ImageDataset, config: RunConfig, batch_size: int | None = None) -> DataLoader:
-    """Images in order, the run's evaluation batch size unless ``batch_size`` is given."""
+def scoring_batch(config: RunConfig, device: torch.device) -> int:
+    """Images per batch when scoring (no gradients): the training batch, or the device's
+    :func:`~seabed_hmc.engine.device.default_batch` when larger (32 on the CPU, 256 on a GPU)."""
+    return max(config.train.batch_size, default_batch(device))
+
+
+def eval_loader(dataset: ImageDataset, config: RunConfig, device: torch.device) -> DataLoader:
+    """Images in order for scoring on ``device``: :func:`scoring_batch` images per batch, the run's
+    loading processes, pinned batches on a GPU."""
     return DataLoader(
         dataset,
-        batch_size=batch_size or max(config.train.batch_size, 32),
-        num_workers=config.data.workers,
+        batch_size=scoring_batch(config, device),
+        num_workers=loader_workers(config.data.workers, device),
         collate_fn=collate_skip_bad,
+        pin_memory=device.type == "cuda",
     )
 
 
@@ -157,7 +165,7 @@ def predict_inputs(
             spreads.append(spread.cpu())
         return torch.cat(means), torch.cat(spreads), np.arange(len(inputs))
     means, spreads, rows = [], [], []
-    for batch in eval_loader(inputs.images, config):
+    for batch in eval_loader(inputs.images, config, device):
         if problems is not None:
             problems += [
                 (inputs.images.paths[i], reason)

@@ -52,7 +52,9 @@ def finish(
     weights, epoch = (stored.model, stored.epoch) if stored is not None else (best["model"], best["epoch"])
     model.load_state_dict(weights)
     if any(split.images is not None for split in inputs.values()):
-        model = inference_model(config, hierarchy, weights).to(device_of(model))
+        trained = model
+        model = inference_model(config, hierarchy, weights).to(device_of(trained))
+        model.input_normalisation = trained.input_normalisation  # for uint8 images
     results = {"best_epoch": epoch, "selection_metric": config.train.selection_metric}
     scored = {
         split: score_split(model, inputs[split], config, hierarchy, train_counts, data.problems)

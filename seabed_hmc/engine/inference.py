@@ -64,7 +64,7 @@ def load_for_inference(
     if workers is not None:
         config.data.workers = workers
     cached = bool(config.encoder.freeze and config.train.feature_cache)
-    model = inference_model(config, hierarchy, record.model, fold=not cached)
+    model = inference_model(config, hierarchy, record.model, fold=not cached, norm=record.normalisation)
     return model, hierarchy, record, config, feature_cache(model, config)
 
 
@@ -107,7 +107,7 @@ def score_rows(
 ):
     """``(SplitScore, problems)``: the ``rows`` of an image table scored the way ``train`` scores its
     splits (the run's evaluation transform, the feature cache of a frozen encoder, its rare nodes)."""
-    _, eval_transform = transforms(config, record.normalisation)
+    _, eval_transform = transforms(config, record.normalisation, device_of(model))
     paths = table.frame["image"].iloc[rows].tolist()
     dataset = ImageDataset(paths, table.targets[rows], table.mask[rows], eval_transform)
     inputs, problems = split_inputs(model, config, dataset, cache, description=description)
@@ -285,7 +285,7 @@ def predict_images(
     rule = resolve_decision(decision, record, hierarchy, checkpoint, threshold)
     described = rule.describe()
     columns = config.data.columns or None
-    _, transform = transforms(config, record.normalisation)
+    _, transform = transforms(config, record.normalisation, device_of(model))
     meta_columns = manifest_columns(source, columns)
     evaluated = np.flatnonzero(hierarchy.evaluated)
     node_columns = [f"p[{hierarchy.nodes[i]}]" for i in evaluated]
@@ -341,7 +341,7 @@ def _predicted_batches(
         yield failed, inputs.rows[kept].tolist(), mean, spread
         return
     device = device_of(model)
-    for batch in eval_loader(dataset, config):
+    for batch in eval_loader(dataset, config, device):
         failed = list(zip(batch.get("bad", []), batch.get("bad_reasons", []), strict=True))
         if not batch["index"].numel():
             yield failed, [], torch.zeros(0, len(hierarchy)), torch.zeros(0, len(hierarchy))

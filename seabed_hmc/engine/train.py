@@ -44,7 +44,7 @@ from seabed_hmc.engine.data_and_model import (
     prepare_data,
     transforms,
 )
-from seabed_hmc.engine.device import device_of, resolve_device, to_device
+from seabed_hmc.engine.device import device_of, loader_workers, resolve_device, to_device
 from seabed_hmc.engine.distributed import World
 from seabed_hmc.engine.evaluation import (
     SCORES_FILE,
@@ -77,7 +77,9 @@ def _seed_worker(worker_id: int) -> None:
     info.dataset.seed(seed)
 
 
-def _loader(dataset: ImageDataset, batch_size: int, workers: int, shuffle: bool, seed: int) -> DataLoader:
+def _loader(
+    dataset: ImageDataset, batch_size: int, workers: int, shuffle: bool, seed: int, pin: bool = False
+) -> DataLoader:
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -88,6 +90,7 @@ def _loader(dataset: ImageDataset, batch_size: int, workers: int, shuffle: bool,
         generator=torch.Generator().manual_seed(seed),
         persistent_workers=False,
         drop_last=False,
+        pin_memory=pin,
     )
 
 
@@ -95,7 +98,7 @@ def build_inputs(config: RunConfig, model: HierarchicalClassifier, data: Prepare
     """Per split, either cached features (frozen encoder + cache) or an image dataset
     (:func:`~seabed_hmc.engine.evaluation.split_inputs`, the path ``evaluate`` takes too)."""
     table = data.table
-    train_transform, eval_transform = transforms(config, norm)
+    train_transform, eval_transform = transforms(config, norm, device_of(model))
     cache = feature_cache(model, config)
     inputs = {}
     for split, rows in data.splits.items():
@@ -119,12 +122,16 @@ def refit_batchnorm(model: HierarchicalClassifier, config: RunConfig, data: Prep
     rows = data.splits["train"]
     order = np.random.default_rng(config.train.seed).permutation(len(rows))[: config.encoder.batchnorm_refit]
     paths = data.table.frame["image"].iloc[rows[np.sort(order)]].tolist()
-    _, eval_transform = transforms(config, norm)
+    device = device_of(model)
+    _, eval_transform = transforms(config, norm, device)
     empty = torch.zeros(len(paths), 0)
-    loader = _loader(ImageDataset(paths, empty, empty, eval_transform), 64, config.data.workers, False, 0)
+    workers = loader_workers(config.data.workers, device)
+    loader = _loader(
+        ImageDataset(paths, empty, empty, eval_transform), 64, workers, False, 0, device.type == "cuda"
+    )
     digest = hashlib.sha1("\n".join(paths).encode()).hexdigest()[:16]
     seen = model.encoder.refit_batchnorm(
-        (to_device(batch["image"], device_of(model)) for batch in loader if batch["index"].numel()),
+        (model.prepare_input(to_device(b["image"], device)) for b in loader if b["index"].numel()),
         f"train images {digest}",
     )
     log.info("re-estimated BatchNorm statistics on %d training images", seen)
@@ -177,18 +184,20 @@ def train_epoch(
         return total / max(batches, 1)
     net = net if net is not None else model
     seed = settings.seed * 1000 + epoch
-    if not config.data.workers:  # in-process loading: the augmentation generator is seeded per epoch
+    workers, pin = loader_workers(config.data.workers, device), device.type == "cuda"
+    if not workers:  # in-process loading: the augmentation generator is seeded per epoch
         inputs.images.seed(seed)  # too (workers are seeded by _seed_worker), so a resumed run is exact
     if world.distributed:
         loader = DataLoader(
             inputs.images,
             batch_sampler=RankBatches(len(inputs.images), settings.batch_size, seed, world),
-            num_workers=config.data.workers,
+            num_workers=workers,
             collate_fn=collate_skip_bad,
-            worker_init_fn=_seed_worker if config.data.workers else None,
+            worker_init_fn=_seed_worker if workers else None,
+            pin_memory=pin,
         )
     else:
-        loader = _loader(inputs.images, settings.batch_size, config.data.workers, True, seed)
+        loader = _loader(inputs.images, settings.batch_size, workers, True, seed, pin)
     for batch in tqdm(
         loader, desc=f"epoch {epoch}", disable=not settings.progress or not world.main, leave=False
     ):
@@ -433,6 +442,7 @@ def _prepare(config: RunConfig, device, world: World, data: PreparedData | None,
         model.encoder.to(memory_format=torch.channels_last)
     train_rows = data.splits["train"]
     norm = normalisation(config, model, data.table.frame["image"].iloc[train_rows].tolist())
+    model.set_input_normalisation(norm["mean"], norm["std"])  # for uint8 images (data.normalise_on_device)
     if config.encoder.batchnorm_refit:
         refit_batchnorm(model, config, data, norm)
     if config.train.compile:

@@ -3,13 +3,14 @@ model alone, in one run of a few minutes on synthetic data (nothing outside the 
 
 1. ``predict-tiles`` end to end (checkpoint loading, window reads, the model, blending, COG writing) on
    a generated ``--size`` px 3-band raster (MobileNetV2, 5 heads, 224 px tiles; the device's default
-   batch, readers and precision: :func:`seabed_hmc.engine.tiles.default_batch`, ``default_workers``,
+   batch, readers and precision: :func:`seabed_hmc.engine.device.default_batch`, ``tiles.default_workers``,
    ``inference_dtype``), in tiles/s, against the same model on ready tensors already on the device
    (same batch, same precision, channels-last): ``tiles_ratio`` = end to end / model only.
 2. Training a trainable MobileNetV2 (20 heads, batch ``--train-batch``): images/s through the full
-   input pipeline (PNG decode, augmentation, DataLoader workers, pinned copies) against the same steps
-   on ready tensors on the device: ``training_ratio``.
-3. Frozen-feature extraction (what fills the feature cache): images/s.
+   input pipeline as ``train`` runs it (PNG decode, augmentation, the device's loading processes
+   :func:`seabed_hmc.engine.device.loader_workers`, pinned uint8 batches normalised by the model on a
+   GPU) against the same steps on ready batches on the device: ``training_ratio``.
+3. Frozen-feature extraction (what fills the feature cache, at the device's scoring batch): images/s.
 4. The GPU's mean utilisation during (1), sampled with ``nvidia-smi`` every 200 ms (null without it),
    and the torch, CUDA and device names.
 
@@ -35,10 +36,15 @@ from seabed_hmc.data.images import ImageDataset, collate_skip_bad
 from seabed_hmc.data.manifest import read_manifest
 from seabed_hmc.data.synthetic import make_synthetic_seafloor
 from seabed_hmc.data.transforms import build_transform
-from seabed_hmc.engine.device import resolve_device, to_device
+from seabed_hmc.engine.device import (
+    default_batch,
+    loader_workers,
+    normalises_on_device,
+    resolve_device,
+    to_device,
+)
 from seabed_hmc.engine.features import extract_features
 from seabed_hmc.engine.tiles import (
-    default_batch,
     default_workers,
     inference_dtype,
     predict_tiles,
@@ -133,7 +139,10 @@ def training(table, device: torch.device, batch: int, steps: int, workers: int) 
     bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     model = HierarchicalClassifier(encoder, head, autocast_bf16=bf16).to(device)
     model = model.to(memory_format=torch.channels_last).train()
-    transform = build_transform(None, 224, encoder.mean, encoder.std, train=True)
+    model.set_input_normalisation(encoder.mean, encoder.std)
+    # as train runs it: uint8 images normalised by the model on a GPU (data.normalise_on_device: auto)
+    on_device = normalises_on_device("auto", device)
+    transform = build_transform(None, 224, encoder.mean, encoder.std, train=True, normalise=not on_device)
     dataset = ImageDataset(table.paths, table.targets, table.mask, transform)
     loader = DataLoader(
         dataset, batch_size=batch, shuffle=True, num_workers=workers, collate_fn=collate_skip_bad,
@@ -173,6 +182,8 @@ def training(table, device: torch.device, batch: int, steps: int, workers: int) 
     pipeline = run(from_loader()) / (time.perf_counter() - start)
     tensors = max(before, on_tensors())  # the faster baseline: drift cannot flatter the pipeline
     return {
+        "train_uint8_input": on_device,
+        "train_workers": workers,
         "train_pipeline_images_per_s": round(pipeline, 1),
         "train_tensors_images_per_s": round(tensors, 1),
         "training_ratio": round(pipeline / tensors, 3),
@@ -186,7 +197,9 @@ def feature_extraction(table, device: torch.device, batch: int, workers: int) ->
     bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     model = HierarchicalClassifier(encoder, EnsembleHead(encoder.num_features, len(table.hierarchy), heads=1),
                                    autocast_bf16=bf16).to(device)  # fmt: skip
-    transform = build_transform(None, 224, encoder.mean, encoder.std, train=False)
+    model.set_input_normalisation(encoder.mean, encoder.std)
+    normalise = not normalises_on_device("auto", device)
+    transform = build_transform(None, 224, encoder.mean, encoder.std, train=False, normalise=normalise)
     dataset = ImageDataset(table.paths, table.targets, table.mask, transform)
     extract_features(model, dataset, batch_size=batch, workers=workers)  # warm-up, page cache
     synchronize(device)
@@ -236,8 +249,9 @@ def main() -> None:
     manifest = make_synthetic_seafloor(scratch / "images", images=args.images, size=224, seed=1)
     table = read_manifest(manifest)
     train_batch = args.train_batch or (128 if device.type == "cuda" else 32)
-    result |= training(table, device, train_batch, args.train_steps, workers)
-    result["features_images_per_s"] = round(feature_extraction(table, device, train_batch * 2, workers), 1)
+    result |= training(table, device, train_batch, args.train_steps, loader_workers(None, device))
+    features = feature_extraction(table, device, default_batch(device), loader_workers(None, device))
+    result["features_images_per_s"] = round(features, 1)
     print(json.dumps(result))
 
 

@@ -4,7 +4,8 @@
    (features computed once, then epochs on tensors) vs recomputing the encoder's features every epoch.
    Both include everything from the first image read to the last optimizer step.
 2. Trainable encoder: training throughput (images/s) through the full input pipeline (JPEG decode,
-   augmentation, DataLoader workers) vs the same model and step on tensors already in memory.
+   augmentation, DataLoader workers) vs the same model and step on tensors already in memory; the
+   pipeline twice, normalising in the workers (float batches) and in the model (uint8 batches).
 3. One head-training step of 20 heads on MobileNetV2-sized features (F = hidden = 1280, batch 64):
    forward, backward and the AdamW step, with torch's default AdamW and with the fused one (what
    ``seabed_hmc`` trains with).
@@ -117,51 +118,66 @@ def train_steps(model, loss_fn, optimizer, batches) -> int:
 
 
 def pipeline_benchmark(table, steps: int, batch_size: int, workers: int) -> dict:
+    """Images/s of a trainable encoder through the full pipeline, with normalised float images from the
+    workers (the CPU default) and with uint8 images normalised by the model (``data.normalise_on_device``,
+    the GPU default), against the same steps on ready float tensors."""
     model, name = make_model(table, freeze=False)
     model.train()
-    transform = build_transform(None, 224, model.encoder.mean, model.encoder.std, train=True)
-    dataset = ImageDataset(table.paths, table.targets, table.mask, transform)
+    model.set_input_normalisation(model.encoder.mean, model.encoder.std)
     loss_fn = build_loss("control", table.hierarchy)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=True,
-        num_workers=workers,
-        collate_fn=collate_skip_bad,
-        persistent_workers=workers > 0,
-        drop_last=True,
-    )
 
-    def from_loader():
-        for index, batch in enumerate(loader):
+    def loader(normalise: bool) -> DataLoader:
+        transform = build_transform(
+            None, 224, model.encoder.mean, model.encoder.std, train=True, normalise=normalise
+        )
+        return DataLoader(
+            ImageDataset(table.paths, table.targets, table.mask, transform),
+            batch_size=batch_size,
+            shuffle=True,
+            num_workers=workers,
+            collate_fn=collate_skip_bad,
+            persistent_workers=workers > 0,
+            drop_last=True,
+        )
+
+    def from_loader(batches: DataLoader):
+        for index, batch in enumerate(batches):
             if index >= steps:
                 return
             yield batch["image"], batch["targets"], batch["mask"]
 
-    ready = [(b["image"], b["targets"], b["mask"]) for _, b in zip(range(2), loader, strict=False)]
+    floats, uint8 = loader(True), loader(False)
+    ready = [(b["image"], b["targets"], b["mask"]) for _, b in zip(range(2), floats, strict=False)]
     train_steps(model, loss_fn, optimizer, (ready[i % 2] for i in range(3)))  # warm-up
+    next(iter(uint8))  # its workers started, as the float loader's are
 
     def on_tensors() -> float:
         start = time.perf_counter()
         seen = train_steps(model, loss_fn, optimizer, (ready[i % len(ready)] for i in range(steps)))
         return seen / (time.perf_counter() - start)
 
-    # ready tensors measured before and after the pipeline; the faster of the two is the baseline,
+    # ready tensors measured before and after the pipelines; the faster of the two is the baseline,
     # so drift during the run cannot flatter the pipeline
     before = on_tensors()
-    start = time.perf_counter()
-    seen = train_steps(model, loss_fn, optimizer, from_loader())
-    pipeline = seen / (time.perf_counter() - start)
+    speeds = {}
+    for key, batches in (("pipeline", floats), ("pipeline_uint8", uint8)):
+        start = time.perf_counter()
+        seen = train_steps(model, loss_fn, optimizer, from_loader(batches))
+        speeds[key] = seen / (time.perf_counter() - start)
     tensors = max(before, on_tensors())
     print(
         f"trainable {name}, batch {batch_size}, {steps} steps: ready tensors {tensors:.1f} img/s, "
-        f"full pipeline ({workers} workers) {pipeline:.1f} img/s -> ratio {pipeline / tensors:.2f}"
+        f"full pipeline ({workers} workers) {speeds['pipeline']:.1f} img/s -> ratio "
+        f"{speeds['pipeline'] / tensors:.2f}; uint8 images normalised by the model "
+        f"{speeds['pipeline_uint8']:.1f} img/s -> ratio {speeds['pipeline_uint8'] / tensors:.2f}"
     )
     return {
         "tensors_images_per_s": tensors,
-        "pipeline_images_per_s": pipeline,
-        "input_pipeline_ratio": pipeline / tensors,
+        "pipeline_images_per_s": speeds["pipeline"],
+        "input_pipeline_ratio": speeds["pipeline"] / tensors,
+        "pipeline_uint8_images_per_s": speeds["pipeline_uint8"],
+        "uint8_pipeline_ratio": speeds["pipeline_uint8"] / tensors,
     }
 
 
