@@ -118,6 +118,29 @@ def test_per_device_defaults(monkeypatch):
     assert scoring_batch(config, gpu) == 512
 
 
+def test_bf16_auto_follows_the_device_the_images_are_on(monkeypatch):
+    """``train.bf16: auto`` on a machine with a bf16 GPU: the encoder autocasts on the GPU, but a run on
+    that machine's CPU (``train.device=cpu``) stays fp32 unless the CPU itself has bf16."""
+    from seabed_hmc.models import EnsembleHead
+    from seabed_hmc.models.classifier import HierarchicalClassifier
+
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, images):
+            seen.append(torch.is_autocast_enabled("cpu"))
+            return images.flatten(1)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    images = torch.zeros(2, 3, 1, 1)
+    for cpu_has_bf16 in (False, True):
+        monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda v=cpu_has_bf16: v)
+        for setting in ("auto", True, False):
+            HierarchicalClassifier(Probe(), EnsembleHead(3, 2, heads=1), autocast_bf16=setting)(images)
+    assert seen == [False, True, False, True, True, False]
+
+
 def tiny_config_defaults():
     from seabed_hmc.config import load_config
 

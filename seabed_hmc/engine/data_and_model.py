@@ -23,7 +23,7 @@ from seabed_hmc.engine.device import loader_workers, normalises_on_device
 from seabed_hmc.hierarchy import Hierarchy, load_hierarchy
 from seabed_hmc.losses import PRESETS
 from seabed_hmc.models.batchnorm_fold import fold_batchnorm
-from seabed_hmc.models.classifier import HierarchicalClassifier, bf16_supported
+from seabed_hmc.models.classifier import HierarchicalClassifier
 from seabed_hmc.models.encoders import build_encoder
 from seabed_hmc.models.heads import EnsembleHead
 
@@ -118,11 +118,12 @@ def resolve_heads(config: RunConfig) -> int:
     return config.head.heads or PRESETS[config.loss.name].heads
 
 
-def use_bf16(setting: bool | str) -> bool:
-    """bf16 autocast for the encoder: ``true``, ``false`` or ``"auto"`` (where the CPU supports it)."""
+def use_bf16(setting: bool | str) -> bool | str:
+    """bf16 autocast for the encoder: ``true``, ``false`` or ``"auto"`` (the model decides by the
+    device its images are on: a CUDA GPU with bf16, or a CPU that runs it natively)."""
     if setting not in (True, False, "auto"):
         raise ConfigError(f"train.bf16 must be true, false or auto, got {setting!r}")
-    return setting is True or (setting == "auto" and bf16_supported())
+    return setting
 
 
 def build_model(

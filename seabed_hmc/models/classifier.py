@@ -19,7 +19,7 @@ class HierarchicalClassifier(nn.Module):
     travel to a GPU: a quarter of the bytes of float, see ``data.normalise_on_device``).
     """
 
-    def __init__(self, encoder: nn.Module, head: EnsembleHead, autocast_bf16: bool = False) -> None:
+    def __init__(self, encoder: nn.Module, head: EnsembleHead, autocast_bf16: bool | str = False) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = head
@@ -53,13 +53,12 @@ class HierarchicalClassifier(nn.Module):
         """(B, 3, H, W) -> (B, F) float32; the encoder runs under bf16 autocast when enabled, on the
         CPU or on a CUDA GPU that supports bf16.  uint8 images: see :meth:`prepare_input`."""
         images = self.prepare_input(images)
-        kind = images.device.type
-        enabled = self.autocast_bf16 and (
-            kind == "cpu" or (kind == "cuda" and torch.cuda.is_bf16_supported())
-        )
-        with torch.autocast(
-            kind if kind in ("cpu", "cuda") else "cpu", dtype=torch.bfloat16, enabled=enabled
-        ):
+        kind = images.device.type if images.device.type in ("cpu", "cuda") else "cpu"
+        if self.autocast_bf16 == "auto":  # decided by the device the images are on
+            enabled = bf16_supported(kind)
+        else:
+            enabled = bool(self.autocast_bf16) and (kind == "cpu" or torch.cuda.is_bf16_supported())
+        with torch.autocast(kind, dtype=torch.bfloat16, enabled=enabled):
             features = self.encoder(images)
         return features.float()
 
@@ -75,11 +74,13 @@ def normalise_uint8(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor)
     return torch.addcmul(-mean / std, images, 1.0 / (255.0 * std))
 
 
-def bf16_supported() -> bool:
-    """True where bf16 autocast speeds the encoder up: a CUDA GPU with bf16 (Ampere and later), or a
-    CPU that runs bf16 natively (AVX-512 BF16 / AMX)."""
-    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return True
+def bf16_supported(kind: str = "cpu") -> bool:
+    """True where bf16 autocast speeds the encoder up on a device of ``kind``: ``"cuda"``, a GPU with
+    bf16 (Ampere and later); ``"cpu"``, a CPU that runs bf16 natively (AVX-512 BF16 / AMX).  A GPU in
+    the machine says nothing about the CPU: a run with ``train.device=cpu`` there keeps fp32 unless
+    its CPU has bf16."""
+    if kind == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
