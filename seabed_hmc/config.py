@@ -151,7 +151,7 @@ class TrainConfig:
     deterministic: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N (engine/device.py; auto: a GPU if torch sees one)
     channels_last: bool = True
-    bf16: bool | Literal["auto"] = "auto"  # bf16 autocast of the encoder (auto: where the GPU or CPU has it)
+    bf16: bool | Literal["auto"] = "auto"  # bf16 autocast of the encoder (auto: where its device has it)
     feature_cache: bool = True  # frozen encoders: compute features once
     compile: bool = False  # torch.compile the encoder in place (long runs on a GPU; compiling takes minutes)
     cache_dir: str | None = None  # default: $SEABED_HMC_CACHE or ~/.cache/seabed_hmc/features (shared)

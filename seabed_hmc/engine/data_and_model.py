@@ -118,14 +118,6 @@ def resolve_heads(config: RunConfig) -> int:
     return config.head.heads or PRESETS[config.loss.name].heads
 
 
-def use_bf16(setting: bool | str) -> bool | str:
-    """bf16 autocast for the encoder: ``true``, ``false`` or ``"auto"`` (the model decides by the
-    device its images are on: a CUDA GPU with bf16, or a CPU that runs it natively)."""
-    if setting not in (True, False, "auto"):
-        raise ConfigError(f"train.bf16 must be true, false or auto, got {setting!r}")
-    return setting
-
-
 def build_model(
     config: RunConfig, hierarchy: Hierarchy, weights: str | None = "config"
 ) -> HierarchicalClassifier:
@@ -148,7 +140,8 @@ def build_model(
         layers=config.head.layers,
         dropout=config.head.dropout,
     )
-    return HierarchicalClassifier(encoder, head, autocast_bf16=use_bf16(config.train.bf16))
+    # train.bf16 (checked by the config loader): "auto" is decided per device by the model
+    return HierarchicalClassifier(encoder, head, autocast_bf16=config.train.bf16)
 
 
 def normalisation(config: RunConfig, model: HierarchicalClassifier, train_paths: list[str]) -> dict:

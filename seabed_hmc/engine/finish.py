@@ -52,9 +52,10 @@ def finish(
     weights, epoch = (stored.model, stored.epoch) if stored is not None else (best["model"], best["epoch"])
     model.load_state_dict(weights)
     if any(split.images is not None for split in inputs.values()):
-        trained = model
-        model = inference_model(config, hierarchy, weights).to(device_of(trained))
-        model.input_normalisation = trained.input_normalisation  # for uint8 images
+        norm = model.input_normalisation  # (mean, std) for uint8 images, set by training
+        model = inference_model(config, hierarchy, weights).to(device_of(model))
+        if norm is not None:
+            model.set_input_normalisation(*norm)
     results = {"best_epoch": epoch, "selection_metric": config.train.selection_metric}
     scored = {
         split: score_split(model, inputs[split], config, hierarchy, train_counts, data.problems)
